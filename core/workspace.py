@@ -1,0 +1,40 @@
+"""Where the studio keeps everything: STUDIO_WORKSPACE, default ./workspace.
+
+Layout: models/ (base models, tiny), data/ (data sets), configs/, runs/<run_id>/ (see DESIGN.md),
+merged/, publish/. `safe_join` keeps user-given names (uploads) inside the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def workspace_root() -> Path:
+    root = Path(os.environ.get("STUDIO_WORKSPACE", "workspace")).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sub(name: str) -> Path:
+    p = workspace_root() / name
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def runs_dir() -> Path:
+    return sub("runs")
+
+
+def safe_join(base: str | os.PathLike, name: str) -> Path:
+    """Join a user-given file name under `base`, refusing anything that would land outside it.
+
+    Absolute paths, `..` parts and symlinks that point out of `base` are all refused.
+    """
+    base_p = Path(base).resolve()
+    if not name or os.path.isabs(name) or "\x00" in name:
+        raise ValueError(f"refused file name {name!r}: give a plain name inside {base_p}")
+    candidate = (base_p / name).resolve()
+    if candidate != base_p and base_p not in candidate.parents:
+        raise ValueError(f"refused file name {name!r}: it would leave {base_p}")
+    return candidate
