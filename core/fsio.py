@@ -89,7 +89,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     A last line without its newline is a row still being written: it is skipped, not an error.
     """
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         return
     with f:
