@@ -4,7 +4,7 @@ Field names follow XTuner's PART 1 settings where XTuner has one, so a user who 
 tutorial recognises them. `load_config(path)` validates at once and names the field that is
 wrong; `save_config` writes YAML atomically. Try it:
 
-    python -c "from core.config import load_config; print(load_config('assets/recipes/tiny_lora_identity_e3.yaml'))"
+    python -c "from core.config import load_config; print(load_config('assets/recipes/tiny_chat_lora_identity_e3.yaml'))"
 """
 
 from __future__ import annotations
@@ -207,6 +207,8 @@ def _coerce(name: str, value: Any, source: str | None) -> Any:
     if typ is str:
         if value is None:
             return ""
+        if isinstance(value, bool) and "true" in FIELDS[name].metadata.get("choices", ()):
+            return "true" if value else "false"  # YAML reads `gradient_checkpointing: true` as a bool
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(name, f"expected text, got {value!r}", source)
         return str(value)
