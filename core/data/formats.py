@@ -593,6 +593,7 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
             st["dropped"][reason] = st["dropped"].get(reason, 0) + 1
             continue
         st["samples"] += 1
+        st["line"] = line
         yield sample
 
 
@@ -600,10 +601,12 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
 
 
 def _rel(p: str, out_dir: Path) -> str:
+    """Relative to the output folder when the image lies under it, else absolute (no ../../ chains)."""
     try:
-        return os.path.relpath(p, out_dir)
+        rel = os.path.relpath(p, out_dir)
     except ValueError:  # another drive on Windows
         return p
+    return p if rel.startswith("..") else rel
 
 
 def _pairs(sample: dict, idx: int, to: str) -> tuple[str, list[tuple[str, str]]]:

@@ -1,0 +1,142 @@
+"""Validate a data file before training: every problem as file:line: field: what is wrong.
+
+    python -m studio data validate data.jsonl [--tokenizer MODEL_DIR --max-length 2048] [--json]
+
+The report counts samples, turns, images, dropped records with reasons, and with a tokenizer the
+token-length percentiles, a histogram against max_length and how many samples would be truncated.
+Reading streams, so a file of any size validates in constant memory (token lengths are kept as
+one int per sample).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from core.data.formats import detect_format, read_samples
+from core.errors import DataError
+
+
+def _load_tokenizer(tokenizer: Any) -> Any:
+    if tokenizer is None or not isinstance(tokenizer, str | os.PathLike):
+        return tokenizer
+    if not os.path.isdir(tokenizer):
+        raise DataError(str(tokenizer), None, "--tokenizer", "no such folder",
+                        "give a model or tokenizer folder (e.g. workspace/models/tiny)")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=True)
+    except Exception as e:  # noqa: BLE001 - any load failure is the user's path or model
+        raise DataError(str(tokenizer), None, "--tokenizer", f"cannot load a tokenizer: {e}".split("\n")[0],
+                        "give a model folder that has tokenizer files") from None
+
+
+def sample_text(sample: dict, tok: Any) -> str:
+    """The text the trainer would see: the chat template when the tokenizer has one."""
+    msgs = sample["messages"]
+    if msgs[0]["role"] == "pretrain":
+        return msgs[0]["content"]
+    if getattr(tok, "chat_template", None):
+        try:
+            return tok.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs],
+                                           tokenize=False)
+        except Exception:  # noqa: BLE001 - templates that reject a role (tool) fall back to plain text
+            pass
+    return "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
+
+
+def _percentiles(values: list[int], ps=(50, 90, 95, 99)) -> dict[str, int]:
+    s = sorted(values)
+    out = {f"p{p}": s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] for p in ps}
+    out["min"], out["max"], out["mean"] = s[0], s[-1], round(sum(s) / len(s), 1)
+    return out
+
+
+def _histogram(values: list[int], max_length: int | None, bins: int = 10) -> list[dict]:
+    top = max(max(values), max_length or 0)
+    width = max(1, -(-top // bins))
+    edges = [width * k for k in range(bins + 1)]
+    if max_length and max_length not in edges:
+        edges = sorted({*edges, max_length})
+    hist = []
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        n = sum(1 for v in values if lo < v <= hi or (lo == 0 and v == 0))
+        hist.append({"from": lo, "to": hi, "count": n, "over_max_length": bool(max_length and lo >= max_length)})
+    return hist
+
+
+def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict[str, str] | None = None,
+                  tokenizer: Any = None, max_length: int | None = None, *, image_folder: str | None = None,
+                  open_images: bool = True, max_errors: int = 1000) -> dict:
+    """Check every record of a data file; returns a report dict (never raises for bad records).
+
+    Keys: file, format, records, samples, turns, images, dropped ({reason: count}), errors
+    (["file:line: field: message", ...], at most max_errors kept, errors_total counts all),
+    ok (no errors), and with a tokenizer (a path or a loaded HF tokenizer) "tokens":
+    {percentiles, histogram, max_length, truncated}. A file that cannot be read at all (missing,
+    not JSON) gives one error and zero samples.
+    """
+    path = str(path)
+    st: dict[str, Any] = {"file": path}
+    turns = n_images = 0
+    lengths: list[int] = []
+    opened: dict[str, str | None] = {}
+    tok = _load_tokenizer(tokenizer)
+    try:
+        fmt = fmt or detect_format(path, mapping)
+        for s in read_samples(path, fmt, mapping, image_folder=image_folder, strict=False, stats=st):
+            turns += sum(1 for m in s["messages"] if m["role"] in ("user", "assistant", "pretrain"))
+            for p in s.get("images") or []:
+                n_images += 1
+                if open_images and p not in opened:
+                    from core.data.tools import check_image
+
+                    try:
+                        check_image(p)
+                        opened[p] = None
+                    except DataError as e:
+                        opened[p] = str(e).split("\n")[0]
+                        st["errors"].append(f"{path}:{st['line']}: images: {e.args[0]}")
+            if tok is not None:
+                lengths.append(len(tok(sample_text(s, tok), add_special_tokens=False)["input_ids"]))
+    except DataError as e:  # the file as a whole is unreadable
+        st.setdefault("errors", []).append(str(e).split("\n")[0])
+    errors = st.get("errors", [])
+    report: dict[str, Any] = {
+        "file": path, "format": st.get("format", fmt), "records": st.get("records", 0),
+        "samples": st.get("samples", 0), "turns": turns, "images": n_images,
+        "dropped": st.get("dropped", {}), "errors": errors[:max_errors], "errors_total": len(errors),
+        "ok": not errors,
+    }
+    if tok is not None and lengths:
+        report["tokens"] = {
+            "percentiles": _percentiles(lengths),
+            "histogram": _histogram(lengths, max_length),
+            "max_length": max_length,
+            "truncated": sum(1 for v in lengths if max_length and v > max_length),
+            "total": sum(lengths),
+        }
+    return report
+
+
+def format_report(r: dict) -> str:
+    """A human summary of validate_file's report."""
+    lines = [f"{r['file']}: format {r['format']}, {r['samples']} samples from {r['records']} records, "
+             f"{r['turns']} turns, {r['images']} images"]
+    for reason, n in r["dropped"].items():
+        lines.append(f"  dropped {n}: {reason}")
+    t = r.get("tokens")
+    if t:
+        p = t["percentiles"]
+        lines.append(f"  tokens: min {p['min']}  p50 {p['p50']}  p90 {p['p90']}  p95 {p['p95']}  p99 {p['p99']}  "
+                     f"max {p['max']}  mean {p['mean']}")
+        top = max(h["count"] for h in t["histogram"]) or 1
+        for h in t["histogram"]:
+            bar = "#" * round(30 * h["count"] / top)
+            mark = "  > max_length" if h["over_max_length"] else ""
+            lines.append(f"  {h['from']:>7}-{h['to']:<7} {h['count']:>7} {bar}{mark}")
+        if t["max_length"]:
+            lines.append(f"  {t['truncated']} of {r['samples']} samples are longer than max_length {t['max_length']} "
+                         "and would be truncated")
+    return "\n".join(lines)
