@@ -128,13 +128,17 @@ def _iter_jsonl(path: str, stats: dict | None) -> Iterator[tuple[int, Any]]:
                 try:
                     rec = json.loads(text)
                 except json.JSONDecodeError as e:
-                    what = "truncated JSON" if e.pos >= len(text) - 1 else "bad JSON"
-                    raise DataError(path, n, None, f"{what}: {e.msg} at column {e.colno}",
+                    cut = e.pos >= len(text) - 1 or e.msg.startswith("Unterminated")
+                    what = "truncated JSON (the line ends inside a record)" if cut else "bad JSON"
+                    raise DataError(path, n, None, f"{what}: {e.msg} (column {e.colno})",
                                     "each line must be one complete JSON object") from None
             except DataError as e:
                 if stats is None:
                     raise
                 stats.setdefault("errors", []).append(str(e).split("\n")[0])
+                reason = "not UTF-8" if "UTF-8" in e.args[0] else "bad JSON line"
+                dropped = stats.setdefault("dropped", {})
+                dropped[reason] = dropped.get(reason, 0) + 1
                 continue
             yield n, rec
 
@@ -155,7 +159,7 @@ def _iter_json_array(path: str) -> Iterator[tuple[int, Any]]:
         try:
             val, end = dec.raw_decode(text, i)
         except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, None, f"bad JSON: {e.msg} at column {e.colno}") from None
+            raise DataError(path, e.lineno, None, f"bad JSON: {e.msg} (column {e.colno})") from None
         if isinstance(val, dict):
             # one object per file: a single sample, or a {"data": [...]} wrapper
             lists = [v for v in val.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
@@ -188,8 +192,10 @@ def _iter_json_array(path: str) -> Iterator[tuple[int, Any]]:
         try:
             val, end = dec.raw_decode(text, i)
         except json.JSONDecodeError as e:
-            what = "truncated JSON" if e.pos >= len(text.rstrip()) else "bad JSON"
-            raise DataError(path, e.lineno, None, f"{what}: {e.msg} at column {e.colno}") from None
+            cut = not text.rstrip().endswith("]") and (e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated"))
+            what = "truncated JSON (the file ends inside a record)" if cut else "bad JSON"
+            raise DataError(path, e.lineno, None, f"{what}: {e.msg} (column {e.colno})",
+                            "the file was cut off; re-export or re-download it" if cut else None) from None
         yield lineno(i), val
         i = end
         while i < len(text) and text[i] in ws:
@@ -344,7 +350,7 @@ def _from_openai(rec: Any, ctx: _Ctx) -> dict:
 
 def _images_list(v: Any, ctx: _Ctx, field: str = "images") -> list[str]:
     if isinstance(v, str):
-        v = [v]
+        return [ctx.image(v, field)]
     if not isinstance(v, list):
         raise ctx.err(field, f"must be a list of image paths, got {type(v).__name__}")
     return [ctx.image(p, f"{field}[{k}]") for k, p in enumerate(v)]

@@ -104,7 +104,7 @@ def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict
         st.setdefault("errors", []).append(str(e).split("\n")[0])
     errors = st.get("errors", [])
     report: dict[str, Any] = {
-        "file": path, "format": st.get("format", fmt), "records": st.get("records", 0),
+        "file": path, "format": st.get("format", fmt) or "unknown", "records": st.get("records", 0),
         "samples": st.get("samples", 0), "turns": turns, "images": n_images,
         "dropped": st.get("dropped", {}), "errors": errors[:max_errors], "errors_total": len(errors),
         "ok": not errors,

@@ -1,0 +1,174 @@
+"""Readers and writers of core.data.formats against the real refdata files and small inline cases.
+
+    .venv/bin/python -m pytest tests/unit/test_data_formats.py
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.data import detect_format, read_samples, write_samples
+from core.data.formats import family_format
+from core.errors import DataError
+
+REFDATA = Path(__file__).resolve().parents[2].parent / "shared" / "refdata"
+needs_refdata = pytest.mark.skipif(not REFDATA.is_dir(), reason="../shared/refdata not present")
+
+TOY = {"system": "toy_system", "input": "toy_input", "output": "toy_output"}
+# file -> (format, samples, mapping)
+REF = {
+    "xtuner/assistant_Tuner.jsonl": ("xtuner", 1500, None),
+    "xtuner/llava_data/unique_data.json": ("llava", 6, None),
+    "xtuner/demo_data/single_turn_data.json": ("xtuner", 2, TOY),
+    "xtuner/demo_data/multi_turn_1_data.json": ("xtuner", 2, TOY),
+    "xtuner/demo_data/multi_turn_2_data.json": ("openai", 2, None),
+    "xtuner/demo_data/pretrain_data.json": ("pretrain_text", 2, {"text": "toy_text"}),
+    "xtuner/tests_resource/openai_sft.jsonl": ("openai", 128, None),
+    "xtuner/tests_resource/pretrain_example_data.jsonl": ("openai", 3, None),
+    "xtuner/tests_resource/mllm_sft_single_image_example_data.jsonl": ("xtuner_mm", 22, None),
+    "llamafactory/alpaca_en_demo.json": ("alpaca", 999, None),
+    "llamafactory/alpaca_zh_demo.json": ("alpaca", 1000, None),
+    "llamafactory/identity.json": ("alpaca", 91, None),
+    "llamafactory/glaive_toolcall_en_demo.json": ("sharegpt", 300, None),
+    "llamafactory/glaive_toolcall_zh_demo.json": ("sharegpt", 300, None),
+    "llamafactory/mllm_demo.json": ("llamafactory_mm", 6, None),
+}
+
+
+@needs_refdata
+def test_every_refdata_file_is_covered():
+    files = {p.relative_to(REFDATA).as_posix() for p in REFDATA.rglob("*.json*")}
+    files -= {f for f in files if f.startswith("xtuner/deepspeed/") or f.endswith("dataset_info.json")}
+    assert files == set(REF)
+
+
+@needs_refdata
+@pytest.mark.parametrize("rel", sorted(REF))
+def test_refdata_loads_with_count_and_round_trips(rel, tmp_path):
+    fmt, count, mapping = REF[rel]
+    path = REFDATA / rel
+    assert detect_format(path, mapping) == fmt
+    samples = list(read_samples(path, mapping=mapping))
+    assert len(samples) == count
+    for s in samples:
+        assert s["messages"] and all(m["role"] in ("system", "user", "assistant", "tool", "pretrain")
+                                     for m in s["messages"])
+        for img in s.get("images", []):
+            assert Path(img).is_file()
+    # canonical on disk and back
+    out = tmp_path / "canon.jsonl"
+    assert write_samples(samples, out) == count
+    assert list(read_samples(out)) == samples
+    # back to the family's own format, then read again: the same canonical samples
+    fam = family_format(fmt)
+    back = tmp_path / ("back.json" if fam in ("llava", "alpaca", "sharegpt", "llamafactory_mm") else "back.jsonl")
+    assert write_samples(samples, back, to=fam) == count
+    assert detect_format(back) == ("openai" if fam == "openai" else fam)
+    assert list(read_samples(back)) == samples
+
+
+@needs_refdata
+def test_xtuner_conversation_details():
+    s = next(read_samples(REFDATA / "xtuner/assistant_Tuner.jsonl"))
+    assert [m["role"] for m in s["messages"]] == ["system", "user", "assistant"]
+    assert s["messages"][1]["content"] == "你知道你是人工智能吗?"
+    assert "\r" not in s["messages"][2]["content"]
+
+
+@needs_refdata
+def test_multimodal_images_and_placeholders():
+    llava = list(read_samples(REFDATA / "xtuner/llava_data/unique_data.json"))
+    assert all(s["messages"][0]["content"].startswith("<image>") and len(s["images"]) == 1 for s in llava)
+    mm = next(read_samples(REFDATA / "llamafactory/mllm_demo.json"))
+    assert len(mm["images"]) == 2 and mm["messages"][2]["content"] == "What are they doing?<image>"
+    xm = next(read_samples(REFDATA / "xtuner/tests_resource/mllm_sft_single_image_example_data.jsonl"))
+    assert xm["messages"][0]["content"] == "<image>\n图片中的狗是什么颜色？" and len(xm["images"]) == 1
+
+
+@needs_refdata
+def test_sharegpt_tool_roles():
+    s = next(read_samples(REFDATA / "llamafactory/glaive_toolcall_en_demo.json"))
+    roles = [m["role"] for m in s["messages"]]
+    assert "tool" in roles and any(m.get("tool_call") for m in s["messages"])
+    assert json.loads(s["tools"])[0]["name"]
+
+
+@needs_refdata
+def test_xtuner_writer_and_pretrain_form(tmp_path):
+    out = tmp_path / "x.jsonl"
+    write_samples(read_samples(REFDATA / "xtuner/demo_data/pretrain_data.json", mapping={"text": "toy_text"}), out,
+                  to="xtuner")
+    rec = json.loads(out.read_text().splitlines()[0])
+    assert rec["conversation"][0]["input"] == "" and rec["conversation"][0]["output"].startswith("I am an")
+
+
+def _w(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_bytes(text.encode() if isinstance(text, str) else text)
+    return p
+
+
+def test_alpaca_nooutput_dropped_and_history(tmp_path):
+    p = _w(tmp_path, "a.json", json.dumps([
+        {"instruction": "q1", "input": "ctx", "output": "a1", "history": [["h", "hh"]], "system": "s"},
+        {"instruction": "q2", "input": "", "output": "<nooutput>"}]))
+    st = {}
+    samples = list(read_samples(p, stats=st))
+    assert len(samples) == 1 and st["dropped"] == {"alpaca <nooutput>": 1}
+    assert [m["content"] for m in samples[0]["messages"]] == ["s", "h", "hh", "q1\nctx", "a1"]
+
+
+def test_bare_message_list_json_array_file(tmp_path):
+    # a one-line .json holding a list of message lists is still read as records
+    p = _w(tmp_path, "m.json", json.dumps([[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]]))
+    assert len(list(read_samples(p))) == 1
+
+
+def test_loss_flag_kept_and_checked(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "loss": False},
+                        {"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]}
+    p = _w(tmp_path, "l.jsonl", json.dumps(rec) + "\n")
+    assert next(read_samples(p))["messages"][1]["loss"] is False
+    rec["messages"][1]["loss"] = "no"
+    p = _w(tmp_path, "l2.jsonl", json.dumps(rec) + "\n")
+    with pytest.raises(DataError, match=r"l2.jsonl:1: messages\[1\].loss"):
+        list(read_samples(p))
+
+
+def test_placeholder_count_must_match_images(tmp_path):
+    img = tmp_path / "i.png"
+    from PIL import Image
+
+    Image.new("RGB", (2, 2)).save(img)
+    rec = {"messages": [{"role": "user", "content": "<image><image>q"}, {"role": "assistant", "content": "a"}],
+           "images": ["i.png"]}
+    p = _w(tmp_path, "mm.jsonl", json.dumps(rec) + "\n")
+    with pytest.raises(DataError, match="1 image.*2 <image>"):
+        list(read_samples(p))
+
+
+def test_failed_conversion_writes_nothing(tmp_path):
+    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    p = _w(tmp_path, "bad.jsonl", good + "\n" + good + "\n{broken\n")
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(DataError, match=r"bad.jsonl:3"):
+        write_samples(read_samples(p), out)
+    assert not out.exists() and not list(tmp_path.glob(".out.jsonl.*"))
+
+
+def test_writer_refuses_what_format_cannot_hold(tmp_path):
+    s = {"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "{}"},
+                      {"role": "assistant", "content": "a"}]}
+    with pytest.raises(DataError, match="tool turns cannot be written as xtuner"):
+        write_samples([s], tmp_path / "x.jsonl", to="xtuner")
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_mapping_unknown_format_hint(tmp_path):
+    p = _w(tmp_path, "u.jsonl", '{"q": "hi", "a": "hello"}\n')
+    with pytest.raises(DataError, match="cannot tell the format") as e:
+        list(read_samples(p))
+    assert "--map" in e.value.hint
+    s = next(read_samples(p, mapping={"input": "q", "output": "a"}))
+    assert s["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
