@@ -19,13 +19,33 @@ def _err(*a: object) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
+# Results go to the real stdout; everything else that writes to fd 1 (library banners, logging
+# handlers bound to sys.stdout at import) is sent to stderr, so `--json` output stays parseable.
+OUT = sys.stdout
+
+
+def _split_stdout() -> None:
+    global OUT
+    try:
+        sys.stdout.flush()
+        real = os.dup(1)
+        os.dup2(2, 1)
+        OUT = os.fdopen(real, "w", buffering=1, encoding="utf-8")
+    except (OSError, ValueError, AttributeError):  # no real fds (e.g. under a test runner's capture)
+        OUT = sys.stdout
+
+
+def emit(text: str) -> None:
+    print(text, file=OUT, flush=True)
+
+
 # ---------------------------------------------------------------------------- spine verbs
 
 def cmd_tiny(args: argparse.Namespace) -> int:
     from core.tiny import build_tiny_model, default_tiny_dir
 
     out = build_tiny_model(args.to or default_tiny_dir(), force=args.force)
-    print(out)
+    emit(str(out))
     return 0
 
 
@@ -35,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.detach:
         run = jobs.start_run(args.config, work_dir=args.work_dir, resume=args.resume, deepspeed=args.deepspeed)
         _err(f"started run {run.name} (detached); watch: python -m studio runs; stop: python -m studio stop {run.name}")
-        print(json.dumps({"run_id": run.name, "run_dir": str(run)}))
+        emit(json.dumps({"run_id": run.name, "run_dir": str(run)}))
         return 0
     return jobs.run_foreground(args.config, work_dir=args.work_dir, resume=args.resume, deepspeed=args.deepspeed)
 
@@ -45,14 +65,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = jobs.list_runs()
     if args.json:
-        print(json.dumps(runs, ensure_ascii=False, indent=2))
+        emit(json.dumps(runs, ensure_ascii=False, indent=2))
         return 0
     if not runs:
         _err("no runs yet: python -m studio train CONFIG --detach")
         return 0
     for r in runs:
         prog = f"{r.get('step', 0)}/{r.get('max_steps') or '?'}"
-        print(f"{r['run_id']:<32} {r.get('state', '?'):<9} step {prog:<10} {r.get('error') or ''}")
+        emit(f"{r['run_id']:<32} {r.get('state', '?'):<9} step {prog:<10} {r.get('error') or ''}")
     return 0
 
 
@@ -67,7 +87,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from core import chat
 
-    return chat.cli_chat(args)
+    return chat.cli_chat(args, out=OUT)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -75,7 +95,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     report = merge.merge_adapter(args.base, args.adapter, args.out, max_shard_size=args.max_shard_size,
                                  device=args.device, check=not args.no_check, layout=args.layout)
-    print(json.dumps(report, ensure_ascii=False, indent=2))
+    emit(json.dumps(report, ensure_ascii=False, indent=2))
     return 0 if report.get("check", {}).get("identical", True) else 1
 
 
@@ -84,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = demo.run_demo(name=args.name, author=args.author, method=args.method, workspace=args.workspace,
                             steps=args.steps)
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    emit(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -92,7 +112,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     from core import models
 
     path = models.download(args.model_id, hub=args.hub, to=args.to)
-    print(path)
+    emit(str(path))
     return 0
 
 
@@ -201,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.errors import StudioError
 
     args = build_parser().parse_args(argv)
+    if argv is None:
+        _split_stdout()
     try:
         return int(args.func(args) or 0)
     except StudioError as e:

@@ -1,0 +1,133 @@
+"""Merge a LoRA/QLoRA adapter into its base model, save sharded safetensors, and check the result.
+
+The base is loaded in 16/32-bit even for a QLoRA adapter (merging into 4-bit weights would round
+them again). Afterwards the merged folder is reloaded from disk and its greedy answers are compared
+token for token with base+adapter on the run's evaluation prompts. Safe to re-run: the output is
+written to a temp folder and renamed into place.
+
+    python -m studio merge tiny workspace/runs/<id>/adapter workspace/merged/my-model
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import time
+from pathlib import Path
+
+from core.errors import StudioError
+
+DEFAULT_PROMPTS = ["请介绍一下你自己", "Please introduce yourself", "你是谁？", "What can you do?"]
+
+
+def _run_prompts(adapter: Path) -> list[str]:
+    """evaluation_inputs of the run the adapter came from, when it came from one."""
+    for cfg_file in (adapter.parent / "config.yaml", adapter.parent.parent.parent / "config.yaml"):
+        if cfg_file.is_file():
+            try:
+                from core.config import load_config
+
+                return [p for p in load_config(cfg_file).evaluation_inputs if p.strip()]
+            except Exception:  # a prompt list is a nicety; the merge does not depend on it
+                return []
+    return []
+
+
+def _dtype(device: str):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def merge_adapter(base: str, adapter: str, out: str, *, max_shard_size: str = "2GB", device: str = "auto",
+                  check: bool = True, layout: str = "native", prompts: list[str] | None = None,
+                  max_new_tokens: int = 32) -> dict:
+    """Merge `adapter` into `base`, save to `out`; returns a report with the check's result."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.chat import ChatModel, adapter_folder, generate_ids
+    from core.models import resolve_model
+    from core.templates import stop_token_ids
+
+    t0 = time.time()
+    adapter_dir = adapter_folder(adapter)
+    base_dir = resolve_model(base)
+    out_dir = Path(out).resolve()
+    if out_dir == adapter_dir.resolve() or adapter_dir.resolve() in out_dir.parents:
+        raise StudioError(f"output {out_dir} is inside the adapter folder", hint="pick another output folder")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = _dtype(device)
+    tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
+    tokenizer = AutoTokenizer.from_pretrained(tok_src)
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).to(device)
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except RuntimeError as e:
+        if "size mismatch" in str(e):
+            raise StudioError(f"adapter {adapter_dir} was trained for a different base than {base_dir}",
+                              hint="use the base model named in adapter_config.json") from None
+        raise
+    peft_model.eval()
+    prompts = prompts or _run_prompts(adapter_dir) or DEFAULT_PROMPTS
+    chat = ChatModel(model=peft_model, tokenizer=tokenizer, adapters={"default": str(adapter_dir)},
+                     stop_ids=stop_token_ids(tokenizer, model.generation_config))
+    reference = []
+    if check:
+        for p in prompts:
+            reference.append(generate_ids(chat, [{"role": "user", "content": p}], "default", max_new_tokens))
+    merged = peft_model.merge_and_unload()
+    t_merge = time.time() - t0
+
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    merged.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "studio_merge.json").write_text(json.dumps(
+        {"base": str(base_dir), "adapter": str(adapter_dir), "time": time.time()}, indent=2), encoding="utf-8")
+    del merged, model, peft_model, chat
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    if layout == "internlm2":
+        from core.internlm2 import convert_llama_to_internlm2
+
+        converted = tmp.with_name(tmp.name + ".internlm2")
+        convert_llama_to_internlm2(tmp, converted)
+        shutil.rmtree(tmp)
+        converted.rename(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    t_save = time.time() - t0 - t_merge
+
+    report: dict = {"merged": str(out_dir), "base": str(base_dir), "adapter": str(adapter_dir),
+                    "dtype": str(dtype).replace("torch.", ""), "layout": layout,
+                    "shards": sorted(p.name for p in out_dir.glob("*.safetensors")),
+                    "merge_seconds": round(t_merge, 2), "save_seconds": round(t_save, 2)}
+    if check:
+        load_dir = out_dir
+        if layout == "internlm2":
+            load_dir = resolve_model(str(out_dir))  # back through the Llama-layout loader
+        merged_model = AutoModelForCausalLM.from_pretrained(load_dir, dtype=dtype).to(device).eval()
+        mchat = ChatModel(model=merged_model, tokenizer=tokenizer,
+                          stop_ids=stop_token_ids(tokenizer, merged_model.generation_config))
+        mismatches = []
+        for p, ref in zip(prompts, reference, strict=True):
+            got = generate_ids(mchat, [{"role": "user", "content": p}], None, max_new_tokens)
+            if got != ref:
+                mismatches.append({"prompt": p, "adapter": tokenizer.decode(ref, skip_special_tokens=True),
+                                   "merged": tokenizer.decode(got, skip_special_tokens=True)})
+        report["check"] = {"identical": not mismatches, "compared": len(prompts), "mismatches": mismatches}
+        del merged_model
+    report["seconds"] = round(time.time() - t0, 2)
+    return report

@@ -1,0 +1,166 @@
+"""Trainer callbacks that speak the run-dir protocol: metrics, status, evaluation answers, checkpoints, stop.
+
+Only rank 0 writes files (several-GPU runs run these callbacks on every rank).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from core import rundir
+from core.fsio import append_jsonl, atomic_write_text
+from core.templates import render_prompt, stop_token_ids
+
+
+def _gpu_memory() -> dict:
+    if not torch.cuda.is_available():
+        return {}
+    return {
+        "gpu_mem_gib": round(torch.cuda.memory_allocated() / 2**30, 3),
+        "gpu_peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+        "gpu_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3),
+    }
+
+
+class RunDirCallback(TrainerCallback):
+    """metrics.jsonl, status.json progress, atomic checkpoint folders, and graceful stop."""
+
+    def __init__(self, run_dir: Path, collator, save_total_limit: int, stop_flag: dict, is_main: bool):
+        self.run_dir = Path(run_dir)
+        self.collator = collator
+        self.save_total_limit = save_total_limit
+        self.stop_flag = stop_flag
+        self.is_main = is_main
+        self.t0 = time.time()
+        self.t_last = self.t0
+        self.tokens_last = 0
+        self.step0 = 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.t0 = self.t_last = time.time()
+        self.step0 = state.global_step
+        self.tokens_last = self.collator.tokens_seen
+        if self.is_main:
+            rundir.write_status(self.run_dir, state="running", step=state.global_step, max_steps=state.max_steps,
+                                train_started_at=self.t0)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not self.is_main or not logs or "loss" not in logs:
+            return
+        now = time.time()
+        tokens = self.collator.tokens_seen
+        # tokens counted on this rank; several ranks each see their own share
+        world = max(1, args.world_size)
+        tps = (tokens - self.tokens_last) * world / max(now - self.t_last, 1e-9)
+        done = state.global_step - self.step0
+        left = state.max_steps - state.global_step
+        eta = (now - self.t0) / done * left if done > 0 else None
+        row = {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "loss": logs.get("loss"),
+            "lr": logs.get("learning_rate"),
+            "grad_norm": logs.get("grad_norm"),
+            "tokens_per_s": round(tps, 1),
+            "tokens_seen": tokens * world,
+            "elapsed_s": round(now - self.t0, 2),
+            "eta_s": round(eta, 1) if eta is not None else None,
+            "time": now,
+            **_gpu_memory(),
+        }
+        append_jsonl(self.run_dir / rundir.METRICS, row)
+        rundir.write_status(self.run_dir, step=state.global_step, max_steps=state.max_steps, eta_s=row["eta_s"],
+                            loss=row["loss"])
+        self.t_last, self.tokens_last = now, tokens
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.stop_flag.get("stop") or (self.run_dir / rundir.STOP_REQUEST).exists():
+            self.stop_flag["stop"] = True
+            control.should_save = True
+            control.should_training_stop = True
+            if self.is_main:
+                rundir.write_status(self.run_dir, state="stopping")
+        return control
+
+    def on_save(self, args, state, control, **kw):
+        if not self.is_main:
+            return
+        # The Trainer writes checkpoint-N in place; a COMPLETE mark plus a rename to step-N makes
+        # the finished folder appear atomically, so a kill mid-save never leaves a "latest" that is broken.
+        src = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not src.is_dir():
+            return
+        atomic_write_text(src / rundir.COMPLETE_MARK, f"{state.global_step}\n")
+        dst = Path(args.output_dir) / f"step-{state.global_step}"
+        if dst.exists():
+            shutil.rmtree(dst)
+        src.rename(dst)
+        if self.save_total_limit > 0:
+            for old in rundir.checkpoints(self.run_dir)[: -self.save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+class EvalSamplesCallback(TrainerCallback):
+    """Answers evaluation_inputs before training and every evaluation_freq steps (samples.jsonl)."""
+
+    def __init__(self, run_dir: Path, tokenizer, prompts: list[str], system: str, freq: int, max_new_tokens: int,
+                 is_main: bool, images: list[str] | None = None, processor=None):
+        self.run_dir = Path(run_dir)
+        self.tokenizer = tokenizer
+        self.prompts = [p for p in prompts if p and p.strip()]
+        self.system = system
+        self.freq = freq
+        self.max_new_tokens = max_new_tokens
+        self.is_main = is_main
+        self.images = images or []
+        self.processor = processor
+        self.last_step = -1
+
+    def answer_all(self, model) -> list[str]:
+        from core.chat import generate_text
+
+        was_training = model.training
+        model.eval()
+        answers = []
+        try:
+            for i, prompt in enumerate(self.prompts):
+                messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
+                    {"role": "user", "content": prompt}]
+                image = self.images[i] if i < len(self.images) else None
+                answers.append(generate_text(model, self.tokenizer, messages, max_new_tokens=self.max_new_tokens,
+                                             image=image, processor=self.processor))
+        finally:
+            if was_training:
+                model.train()
+        return answers
+
+    def _record(self, model, step: int) -> None:
+        if not self.prompts or step == self.last_step:
+            return
+        self.last_step = step
+        t = time.time()
+        answers = self.answer_all(model)
+        if self.is_main:
+            append_jsonl(self.run_dir / rundir.SAMPLES, {
+                "step": step, "time": time.time(), "seconds": round(time.time() - t, 2),
+                "answers": [{"prompt": p, "answer": a} for p, a in zip(self.prompts, answers, strict=True)],
+            })
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        if state.global_step == 0 or not (self.run_dir / rundir.SAMPLES).exists():
+            self._record(model, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if state.global_step % self.freq == 0:
+            self._record(model, state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kw):
+        self._record(model, state.global_step)
+
+
+__all__ = ["RunDirCallback", "EvalSamplesCallback", "render_prompt", "stop_token_ids"]

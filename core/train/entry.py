@@ -1,0 +1,315 @@
+"""The training process: reads runs/<id>/config.yaml, trains, writes the run dir. Nothing else.
+
+Started detached by core.jobs (or in the foreground by `python -m studio train CONFIG`):
+
+    python -m core.train.entry workspace/runs/<run_id> [--resume latest|PATH]
+
+Reads top to bottom: setup (model, tokenizer, data) -> train (transformers Trainer + PEFT) -> save.
+SIGTERM (or a stop.request file) asks for a graceful stop: checkpoint, then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from core import rundir
+from core.config import RunConfig, load_config
+from core.errors import StudioError
+
+
+def log(msg: str) -> None:
+    print(f"[studio {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------- setup
+
+def pick_dtype(cfg: RunConfig):
+    import torch
+
+    if cfg.torch_dtype != "auto":
+        return getattr(torch, cfg.torch_dtype)
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def pick_attention() -> str:
+    """flash-attn when installed on a GPU (varlen packing for free), else PyTorch sdpa."""
+    import torch
+
+    if torch.cuda.is_available():
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+def load_tokenizer(model_path: Path, cfg: RunConfig):
+    from transformers import AutoTokenizer
+
+    from core.templates import apply_template
+
+    tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    used = apply_template(tok, cfg.prompt_template)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok, used
+
+
+def load_model(model_path: Path, cfg: RunConfig, dtype, local_rank: int = 0):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code, "attn_implementation": pick_attention()}
+    if cfg.method == "qlora":
+        if not torch.cuda.is_available():
+            raise StudioError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit)", hint="use method: lora on this machine")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": local_rank}
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def use_grad_checkpointing(cfg: RunConfig, model) -> bool:
+    import torch
+
+    if cfg.gradient_checkpointing != "auto":
+        return cfg.gradient_checkpointing == "true"
+    # Recomputing costs ~30% speed; worth it only where memory is the limit (big models on a GPU).
+    n_params = sum(p.numel() for p in model.parameters())
+    return torch.cuda.is_available() and n_params > 1e9
+
+
+def add_lora(model, cfg: RunConfig, checkpointing: bool):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    targets = cfg.lora_target_modules
+    target = "all-linear" if targets in (["all-linear"], ["all_linear"]) else targets
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
+        modules_to_save=cfg.lora_modules_to_save or None, task_type="CAUSAL_LM", bias="none",
+    )
+    return get_peft_model(model, lora)
+
+
+def load_data(cfg: RunConfig, tokenizer, run_dir: Path):
+    from core.data import read_samples
+    from core.train.dataset import SFTDataset, encode_all, pack
+
+    path = Path(cfg.data_path)
+    if not path.is_file():
+        raise StudioError(f"data_path: no data file at {path}", hint="build one on the Data page or with python -m studio data")
+    samples = read_samples(path, None if cfg.data_format == "auto" else cfg.data_format, cfg.data_mapping or None,
+                           image_folder=cfg.image_folder or None)
+    encoded, stats = encode_all(tokenizer, samples, cfg.max_length, cfg.SYSTEM)
+    if not encoded:
+        raise StudioError(f"data_path: {path} has no sample with an answer to learn from",
+                          hint="check the file with: python -m studio data validate " + str(path))
+    rows = pack(encoded, cfg.max_length, cfg.seed) if cfg.pack_to_max_length else [[e] for e in encoded]
+    stats["rows"] = len(rows)
+    log(f"data: {stats['samples']} samples -> {len(encoded)} kept ({stats['dropped_no_loss']} without an answer, "
+        f"{stats['truncated']} truncated at {cfg.max_length}), {stats['tokens']} tokens, "
+        f"{len(rows)} {'packed rows' if cfg.pack_to_max_length else 'rows'}")
+    return SFTDataset(rows), stats
+
+
+def training_args(cfg: RunConfig, run_dir: Path, dtype, checkpointing: bool, deepspeed: str | None):
+    import torch
+    from transformers import TrainingArguments
+
+    ds_config = None
+    stage = deepspeed or (cfg.deepspeed if cfg.deepspeed != "none" else None)
+    if stage:
+        from core.train.distributed import deepspeed_config_path
+
+        ds_config = str(deepspeed_config_path(stage))
+    return TrainingArguments(
+        output_dir=str(run_dir / rundir.CHECKPOINTS),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.accumulative_counts,
+        num_train_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_norm,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        lr_scheduler_type=cfg.lr_scheduler,
+        optim=cfg.optim,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=None,  # rotation is done by RunDirCallback on complete step-N folders
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        deepspeed=ds_config,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+        save_only_model=False,
+    )
+
+
+# ---------------------------------------------------------------------------- train
+
+def train(cfg: RunConfig, run_dir: Path, resume: str | None = None, deepspeed: str | None = None,
+          stop_flag: dict | None = None) -> str:
+    """Train per `cfg` into `run_dir`; returns 'finished' or 'stopped'."""
+    import torch
+    from transformers import Trainer, set_seed
+
+    from core.models import resolve_model
+    from core.train.callbacks import EvalSamplesCallback, RunDirCallback
+    from core.train.dataset import Collator
+
+    stop_flag = stop_flag if stop_flag is not None else {}
+    run_dir = Path(run_dir)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    set_seed(cfg.seed)
+
+    if cfg.model_type == "llava":
+        from core.llava import train_llava
+
+        return train_llava(cfg, run_dir, resume=resume, deepspeed=deepspeed, stop_flag=stop_flag)
+
+    model_path = resolve_model(cfg.pretrained_model_name_or_path, cfg.model_hub)
+    log(f"model: {model_path}")
+    tokenizer, template = load_tokenizer(model_path, cfg)
+    log(f"chat template: {template}")
+    dataset, _ = load_data(cfg, tokenizer, run_dir)
+
+    dtype = pick_dtype(cfg)
+    model = load_model(model_path, cfg, dtype, local_rank)
+    checkpointing = use_grad_checkpointing(cfg, model)
+    if cfg.method in ("lora", "qlora"):
+        model = add_lora(model, cfg, checkpointing)
+        if checkpointing:
+            model.enable_input_require_grads()
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        log(f"method: {cfg.method} r={cfg.lora_r} alpha={cfg.lora_alpha}; trainable {trainable:,} of {total:,} "
+            f"({100 * trainable / total:.2f}%)")
+    else:
+        log(f"method: full fine-tuning, {sum(p.numel() for p in model.parameters()):,} parameters")
+    log(f"dtype {dtype}, attention {model.config._attn_implementation}, gradient checkpointing {checkpointing}, "
+        f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+
+    collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length)
+    args = training_args(cfg, run_dir, dtype, checkpointing, deepspeed)
+    callbacks = [
+        RunDirCallback(run_dir, collator, cfg.save_total_limit, stop_flag, is_main),
+        EvalSamplesCallback(run_dir, tokenizer, cfg.evaluation_inputs, cfg.SYSTEM, cfg.evaluation_freq,
+                            cfg.eval_max_new_tokens, is_main),
+    ]
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer, callbacks=callbacks)
+
+    ckpt = None
+    if resume:
+        ckpt = rundir.latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
+        if ckpt is None:
+            log("resume: no complete checkpoint yet, starting from the beginning")
+        else:
+            log(f"resume: from {ckpt}")
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+
+    # ---------------------------------------------------------------------------- save
+    stopped = bool(stop_flag.get("stop"))
+    if is_main and not stopped:
+        out = run_dir / (rundir.ADAPTER if cfg.method != "full" else rundir.FULL_MODEL)
+        tmp = out.with_name(out.name + ".tmp")
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        tmp.rename(out)
+        log(f"saved {out}")
+    return "stopped" if stopped else "finished"
+
+
+# ---------------------------------------------------------------------------- process entry
+
+def explain(exc: BaseException) -> tuple[str, str | None]:
+    """A human error line and a hint for the status file."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return ("CUDA out of memory", "lower max_length or batch_size, use method: qlora, or set "
+                "gradient_checkpointing: true (the Config page's VRAM estimate shows what fits)")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return ("disk full while writing", "free space in the workspace or lower save_total_limit; earlier "
+                "checkpoints are intact")
+    if isinstance(exc, StudioError):
+        return (str(exc).split("\n  hint: ")[0], exc.hint)
+    return (f"{type(exc).__name__}: {exc}", "see train.log for the traceback")
+
+
+def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | None = None) -> int:
+    run_dir = Path(run_dir).resolve()
+    stop_flag: dict = {}
+    is_main = int(os.environ.get("RANK", "0")) == 0
+
+    def on_term(signum, frame):
+        stop_flag["stop"] = True
+        log("stop requested: saving a checkpoint, then exiting")
+
+    signal.signal(signal.SIGTERM, on_term)
+    if is_main:
+        rundir.write_status(run_dir, state="running", pid=os.getpid(), pgid=os.getpgid(0), started_at=time.time(),
+                            error=None, hint=None, exit_code=None)
+    try:
+        cfg = load_config(run_dir / rundir.CONFIG)
+        state = train(cfg, run_dir, resume=resume, deepspeed=deepspeed, stop_flag=stop_flag)
+    except BaseException as e:  # every failure ends in status.json, not only in the log
+        traceback.print_exc()
+        error, hint = explain(e)
+        if isinstance(e, KeyboardInterrupt):
+            error, hint = "interrupted", "resume with: python -m studio train --resume"
+        if is_main:
+            rundir.write_status(run_dir, state="failed", error=error, hint=hint, exit_code=1, ended_at=time.time())
+        log(f"failed: {error}" + (f" (hint: {hint})" if hint else ""))
+        return 1
+    if is_main:
+        rundir.write_status(run_dir, state=state, exit_code=0, ended_at=time.time())
+    log(state)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("run_dir")
+    p.add_argument("--resume", default=None)
+    p.add_argument("--deepspeed", default=None)
+    a = p.parse_args(argv)
+    return run(a.run_dir, resume=a.resume, deepspeed=a.deepspeed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
