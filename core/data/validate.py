@@ -53,17 +53,26 @@ def _percentiles(values: list[int], ps=(50, 90, 95, 99)) -> dict[str, int]:
     return out
 
 
-def _histogram(values: list[int], max_length: int | None, bins: int = 10) -> list[dict]:
-    top = max(max(values), max_length or 0)
-    width = max(1, -(-top // bins))
-    edges = [width * k for k in range(bins + 1)]
-    if max_length and max_length not in edges:
-        edges = sorted({*edges, max_length})
-    hist = []
-    for lo, hi in zip(edges, edges[1:], strict=False):
-        n = sum(1 for v in values if lo < v <= hi or (lo == 0 and v == 0))
-        hist.append({"from": lo, "to": hi, "count": n, "over_max_length": bool(max_length and lo >= max_length)})
-    return hist
+def _histogram(values: list[int], max_length: int | None, bins: int = 8) -> list[dict]:
+    """Equal bins up to max_length (an edge of its own), the same width beyond it (at most `bins`
+    more, the last one open-ended); without max_length, `bins` bins up to the longest sample."""
+    import bisect
+
+    top = max(values)
+    if max_length:
+        width = max(1, -(-max_length // bins))
+        edges = sorted({min(k * width, max_length) for k in range(bins + 1)})
+        while edges[-1] < top and len(edges) < 2 * bins + 1:
+            edges.append(edges[-1] + width)
+        edges[-1] = max(edges[-1], top)
+    else:
+        width = max(1, -(-top // bins))
+        edges = [width * k for k in range(bins + 1)]
+    counts = [0] * (len(edges) - 1)
+    for v in values:  # bin k holds edges[k] < v <= edges[k+1] (0 goes in the first)
+        counts[min(len(counts) - 1, max(0, bisect.bisect_left(edges, v) - 1))] += 1
+    return [{"from": lo, "to": hi, "count": n, "over_max_length": bool(max_length and lo >= max_length)}
+            for lo, hi, n in zip(edges, edges[1:], counts, strict=False)]
 
 
 def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict[str, str] | None = None,
@@ -81,6 +90,7 @@ def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict
     st: dict[str, Any] = {"file": path}
     turns = n_images = 0
     lengths: list[int] = []
+    pending: list[str] = []
     opened: dict[str, str | None] = {}
     tok = _load_tokenizer(tokenizer)
     try:
@@ -99,9 +109,14 @@ def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict
                         opened[p] = str(e).split("\n")[0]
                         st["errors"].append(f"{path}:{st['line']}: images: {e.args[0]}")
             if tok is not None:
-                lengths.append(len(tok(sample_text(s, tok), add_special_tokens=False)["input_ids"]))
+                pending.append(sample_text(s, tok))
+                if len(pending) >= 256:  # batches let a fast tokenizer work in Rust, not per call
+                    lengths.extend(len(ids) for ids in tok(pending, add_special_tokens=False)["input_ids"])
+                    pending.clear()
     except DataError as e:  # the file as a whole is unreadable
         st.setdefault("errors", []).append(str(e).split("\n")[0])
+    if pending:
+        lengths.extend(len(ids) for ids in tok(pending, add_special_tokens=False)["input_ids"])
     errors = st.get("errors", [])
     report: dict[str, Any] = {
         "file": path, "format": st.get("format", fmt) or "unknown", "records": st.get("records", 0),
