@@ -1,4 +1,5 @@
-"""The typed run config and its YAML round-trip (see schema.py)."""
+"""The typed run config and its YAML round-trip (schema.py), the recipe gallery (recipes.py), the XTuner
+.py import (xtuner_import.py), the equivalent commands (command.py) and the VRAM estimate (vram.py)."""
 
 from core.config.schema import (
     FIELDS,

@@ -399,14 +399,15 @@ class _Mapper:
     # -- PART 4 / 5
     def schedule(self) -> None:
         ow = self.take("optim_wrapper")
-        opt = _get(ow, "optimizer", {})
+        opt = _get(ow, "optimizer")
+        opt = opt if isinstance(opt, dict) else {}
         for k, dst in (("lr", "lr"), ("weight_decay", "weight_decay")):
             if dst not in self.out and _plain(opt.get(k)) and opt.get(k) is not None:
                 self.out[dst] = opt[k]
         clip = _get(ow, "clip_grad")
         if "max_norm" not in self.out and isinstance(clip, dict) and _plain(clip.get("max_norm")):
             self.out["max_norm"] = clip["max_norm"]
-        if "accumulative_counts" not in self.out and _plain(_get(ow, "accumulative_counts")):
+        if "accumulative_counts" not in self.out and isinstance(_get(ow, "accumulative_counts"), int):
             self.out["accumulative_counts"] = ow["accumulative_counts"]
         sched = self.take("param_scheduler")
         names = [_typename(s) for s in sched] if isinstance(sched, list) else []
