@@ -287,6 +287,7 @@ class _Ctx:
         self.check_images = check_images
         self._seen: dict[str, str | None] = {}
         self.line = 0
+        self.by_name: list[str] = []  # paths found only by file name (reported as a warning)
 
     def err(self, field: str | None, msg: str, hint: str | None = None) -> DataError:
         return DataError(self.path, self.line, field, msg, hint)
@@ -300,6 +301,7 @@ class _Ctx:
             # Some published files keep a folder in the path that the shipped images lack.
             if found is None and (self.base / Path(p).name).is_file():
                 found = os.path.normpath(self.base / Path(p).name)
+                self.by_name.append(p)
             self._seen[p] = found
         found = self._seen[p]
         if found is None:
@@ -569,6 +571,7 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
     reader = _READERS[fmt]
     ctx = _Ctx(path, image_folder, check_images)
     st = stats if stats is not None else {}
+    st["images_found_by_name"] = ctx.by_name
     st.setdefault("format", fmt)
     st.setdefault("records", 0)
     st.setdefault("samples", 0)

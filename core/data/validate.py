@@ -122,8 +122,12 @@ def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict
         "file": path, "format": st.get("format", fmt) or "unknown", "records": st.get("records", 0),
         "samples": st.get("samples", 0), "turns": turns, "images": n_images,
         "dropped": st.get("dropped", {}), "errors": errors[:max_errors], "errors_total": len(errors),
-        "ok": not errors,
+        "ok": not errors, "warnings": [],
     }
+    if st.get("images_found_by_name"):
+        names = st["images_found_by_name"]
+        report["warnings"].append(f"{path}: {len(names)} image path(s) not found as written but by file name in "
+                                  f"the data folder, e.g. {names[0]}; fix the paths before sharing the file")
     if tok is not None and lengths:
         report["tokens"] = {
             "percentiles": _percentiles(lengths),
@@ -139,6 +143,7 @@ def format_report(r: dict) -> str:
     """A human summary of validate_file's report."""
     lines = [f"{r['file']}: format {r['format']}, {r['samples']} samples from {r['records']} records, "
              f"{r['turns']} turns, {r['images']} images"]
+    lines += [f"  warning: {w}" for w in r.get("warnings", [])]
     for reason, n in r["dropped"].items():
         lines.append(f"  dropped {n}: {reason}")
     t = r.get("tokens")

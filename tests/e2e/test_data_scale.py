@@ -12,13 +12,17 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+
 ROOT = Path(__file__).resolve().parents[2]
 
+# VmHWM is this process's own peak RSS; ru_maxrss would carry the (large) pytest parent's peak over exec.
 _CHILD = """
-import resource, sys
+import sys
 from studio.cli import main
 rc = main(sys.argv[1:])
-print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "RC", rc)
+hwm = next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+print("MAXRSS_KB", hwm, "RC", rc)
 """
 
 

@@ -172,3 +172,12 @@ def test_mapping_unknown_format_hint(tmp_path):
     assert "--map" in e.value.hint
     s = next(read_samples(p, mapping={"input": "q", "output": "a"}))
     assert s["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+
+@needs_refdata
+def test_image_found_by_name_is_a_warning():
+    from core.data import validate_file
+
+    r = validate_file(REFDATA / "xtuner/tests_resource/mllm_sft_single_image_example_data.jsonl")
+    assert r["ok"] and r["images"] == 22
+    assert len(r["warnings"]) == 1 and "resource/mscoco_dog_000000319154.jpg" in r["warnings"][0]
