@@ -18,6 +18,7 @@ a log line, a config, a git remote or a URL, and it is scrubbed from every error
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -70,10 +71,10 @@ def _status_of(exc: BaseException) -> int | None:
 
 
 def advice(hub: str, exc: BaseException, *, repo_id: str, token: str | None, endpoint: str,
-           what: str) -> StudioError:
+           what: str, status: int | None = None) -> StudioError:
     """Turn an SDK/HTTP failure into one plain sentence and what to do about it."""
     site = "Hugging Face" if hub == "hf" else "ModelScope"
-    status = _status_of(exc)
+    status = status or _status_of(exc)
     owner = repo_id.split("/")[0]
     detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, token)
     if status == 401 or (status is None and "token" in str(exc).lower() and "login" in str(exc).lower()):
@@ -353,11 +354,34 @@ def _push_modelscope(plan: dict, token: str, progress: Progress | None) -> dict:
 
     ep, stage = plan["endpoint"], Path(plan["stage_dir"])
     api = HubApi(endpoint=ep, token=token)
-    out: dict[str, Any] = {}
     jobs = [("model", plan["repo_id"], stage / "model", None)]
     if plan["space_id"]:
         jobs.append(("studio", plan["space_id"], stage / "space", plan["sdk"]))
     visibility = "private" if plan["private"] else "public"
+    # upload_folder folds per-file HTTP failures into one StorageError and only logs their statuses;
+    # keep those log lines to tell a refused token from a missing repo.
+    seen = _Recorder()
+    logging.getLogger("modelscope_hub").addHandler(seen)
+    try:
+        return _push_modelscope_jobs(api, jobs, visibility, plan, token, progress, seen)
+    finally:
+        logging.getLogger("modelscope_hub").removeHandler(seen)
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.statuses: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.statuses += [int(c) for c in re.findall(r"\[(4\d\d|5\d\d)\]", record.getMessage())]
+
+
+def _push_modelscope_jobs(api: Any, jobs: list, visibility: str, plan: dict, token: str,
+                          progress: Progress | None, seen: _Recorder) -> dict:
+    ep, stage = plan["endpoint"], Path(plan["stage_dir"])
+    out: dict[str, Any] = {}
     for repo_type, rid, folder, sdk in jobs:
         what = f"create the {repo_type} repo {rid}"
         # The SDK prints an upload report on stdout; stdout is for our --json output.
@@ -395,7 +419,9 @@ def _push_modelscope(plan: dict, token: str, progress: Progress | None) -> dict:
             except StudioError:
                 raise
             except Exception as e:
-                raise advice("modelscope", e, repo_id=rid, token=token, endpoint=ep, what=what) from None
+                status = _status_of(e) or (seen.statuses[0] if seen.statuses else None)
+                raise advice("modelscope", e, repo_id=rid, token=token, endpoint=ep, what=what,
+                             status=status) from None
         _say(progress, stage="done", repo=rid, message=f"{repo_type} {rid} published")
         out["space" if repo_type == "studio" else "model"] = entry
     return out

@@ -343,3 +343,31 @@ class _Handler(BaseHTTPRequestHandler):
                                              for p, b in repo["files"].items()]
             return self._ms_ok({"Files": files})
         return self._send(404, {"Code": 404, "Success": False, "Message": f"fake hub: no route for {method} {path}"})
+
+
+def fake_model_dir(path, *, weights_bytes: int = 1_500_000, adapter_base: str | None = None):
+    """A folder shaped like a merged model (or, with `adapter_base`, a PEFT adapter): no real weights.
+
+    Enough for card, staging and push tests, which never load the model; the weights file is large
+    enough (> 1 MB) that the fake hub answers "lfs" for it.
+    """
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    blob = os.urandom(weights_bytes)
+    if adapter_base is not None:
+        (p / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": adapter_base,
+                                                           "peft_type": "LORA", "r": 8}))
+        (p / "adapter_model.safetensors").write_bytes(blob)
+    else:
+        (p / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+        (p / "model.safetensors").write_bytes(blob)
+        (p / "tokenizer.json").write_text(json.dumps({"version": "1.0"}))
+        (p / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
+        (p / "generation_config.json").write_text(json.dumps({"eos_token_id": [2]}))
+    # training leftovers that must not be published
+    (p / "trainer_state.json").write_text("{}")
+    (p / "rng_state.pth").write_bytes(b"x")
+    return p
