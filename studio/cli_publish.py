@@ -22,6 +22,7 @@ def _progress(event: dict) -> None:
 def cmd_publish(args: argparse.Namespace) -> int:
     from core.errors import StudioError
     from core.publish import push, resolve_token
+    from studio.cli import emit  # the real stdout: libraries' prints are moved to stderr
 
     card = None
     if args.card:
@@ -42,7 +43,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     summary["calls"] = [c["call"] for c in result["calls"]]
     if "pushed" in result:
         summary["pushed"] = result["pushed"]
-    print(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+    emit(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
     where = result["stage_dir"] + "/plan.json" if result["dry_run"] else result["model_url"]
     print(f"publish: {'dry run written to' if result['dry_run'] else 'published'} {where}", file=sys.stderr)
     return 0
