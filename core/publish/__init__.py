@@ -9,8 +9,16 @@ plain advice for 401/403/404/409). No streamlit import here; the Publish page ca
 """
 
 from core.publish.card import MIN_CARD_CHARS, check_card, last_answers, model_card
-from core.publish.hub import check_source, plan_push, push, resolve_token, source_files, stage_model
+from core.publish.hub import (
+    check_source,
+    default_stage_dir,
+    plan_push,
+    push,
+    resolve_token,
+    source_files,
+    stage_model,
+)
 from core.publish.space import requirements, space_bundle
 
-__all__ = ["MIN_CARD_CHARS", "check_card", "check_source", "last_answers", "model_card", "plan_push", "push",
-           "requirements", "resolve_token", "source_files", "space_bundle", "stage_model"]
+__all__ = ["MIN_CARD_CHARS", "check_card", "check_source", "default_stage_dir", "last_answers", "model_card",
+           "plan_push", "push", "requirements", "resolve_token", "source_files", "space_bundle", "stage_model"]

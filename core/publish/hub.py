@@ -247,15 +247,23 @@ def repo_urls(hub: str, ep: str, repo_id: str, space_id: str | None) -> dict[str
     return {"model_url": f"{ep}/models/{repo_id}", "space_url": f"{ep}/studios/{space_id}" if space_id else None}
 
 
-def plan_push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, stage_dir: str | os.PathLike,
+def default_stage_dir(hub: str, repo_id: str) -> Path:
+    """workspace/publish/<hub>-<owner>__<name>: where a push stages its files (rebuilt each time)."""
+    from core.workspace import sub
+
+    return sub("publish") / f"{hub}-{repo_id.replace('/', '__')}"
+
+
+def plan_push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, stage_dir: str | os.PathLike | None = None,
               private: bool = False, space: bool = False, space_repo_id: str | None = None,
               sdk: str = "gradio", base_model: str | None = None, run_dir: str | os.PathLike | None = None,
               card: str | None = None, system_prompt: str = "", title: str | None = None,
               license: str = "apache-2.0", endpoint: str | None = None) -> dict:
     """Check everything, write what would be pushed under `stage_dir` (model/, space/), return the plan.
 
-    Touches no network. The plan lists the repos, the files of each (paths in the repo) and the SDK calls
-    with the HTTP requests behind them; `push` executes exactly this plan.
+    Touches no network; `stage_dir` defaults to default_stage_dir(). The plan lists the repos, the
+    files of each (paths in the repo) and the SDK calls with the HTTP requests behind them; `push`
+    executes exactly this plan.
     """
     _check_hub(hub)
     if not _REPO_ID.match(repo_id or ""):
@@ -278,7 +286,7 @@ def plan_push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, stage_di
                                                     license=license)
     check_card(card, "ModelScope" if hub == "modelscope" else "Hugging Face")
 
-    stage = Path(stage_dir)
+    stage = Path(stage_dir) if stage_dir is not None else default_stage_dir(hub, repo_id)
     ep = _endpoint(hub, endpoint)
     model_paths = stage_model(src, stage / "model", card,
                               base_model=base_model if kind == "adapter" and _is_hub_id(base_model) else None)
@@ -296,6 +304,7 @@ def plan_push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, stage_di
     sizes = {rel: (stage / "model" / rel).stat().st_size for rel in model_paths}
     return {
         "hub": hub, "endpoint": ep, "kind": kind, "source": str(src.resolve()), "private": private,
+        "license": license,
         "repo_id": repo_id, "space_id": space_id, "sdk": sdk if space_id else None,
         "stage_dir": str(stage.resolve()),
         "model_files": [{"path": p, "bytes": sizes[p]} for p in model_paths],
@@ -393,7 +402,7 @@ def _push_modelscope_jobs(api: Any, jobs: list, visibility: str, plan: dict, tok
                     from core.publish.space import pinned_versions
 
                     extra = {"sdk_type": sdk, "sdk_version": pinned_versions().get(sdk, "")}
-                api.create_repo(rid, repo_type=repo_type, visibility=visibility, license="apache-2.0",
+                api.create_repo(rid, repo_type=repo_type, visibility=visibility, license=plan["license"],
                                 exist_ok=True, **extra)
                 what = f"upload files to {rid}"
 
@@ -444,14 +453,7 @@ def push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, token: str | 
         raise StudioError(f"no {('Hugging Face' if hub == 'hf' else 'ModelScope')} token",
                           hint=f"set {TOKEN_ENV[hub]} (a write token from {TOKEN_PAGE[hub]}) or paste it in the "
                                "Publish page; or use --dry-run DIR to see what would be pushed")
-    if dry_run_dir is not None:
-        stage = Path(dry_run_dir)
-    elif stage_dir is not None:
-        stage = Path(stage_dir)
-    else:
-        from core.workspace import sub
-
-        stage = sub("publish") / f"{hub}-{repo_id.replace('/', '__')}"
+    stage = Path(dry_run_dir) if dry_run_dir is not None else stage_dir
     plan = plan_push(hub, source_dir, repo_id, stage_dir=stage, private=private, space=space,
                      space_repo_id=space_repo_id, sdk=sdk, base_model=base_model, run_dir=run_dir, card=card,
                      system_prompt=system_prompt, title=title, license=license, endpoint=endpoint)

@@ -30,9 +30,8 @@ def _gpu_memory() -> dict:
 class RunDirCallback(TrainerCallback):
     """metrics.jsonl, status.json progress, atomic checkpoint folders, and graceful stop."""
 
-    def __init__(self, run_dir: Path, collator, save_total_limit: int, stop_flag: dict, is_main: bool):
+    def __init__(self, run_dir: Path, save_total_limit: int, stop_flag: dict, is_main: bool):
         self.run_dir = Path(run_dir)
-        self.collator = collator
         self.save_total_limit = save_total_limit
         self.stop_flag = stop_flag
         self.is_main = is_main
@@ -44,7 +43,7 @@ class RunDirCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw):
         self.t0 = self.t_last = time.time()
         self.step0 = state.global_step
-        self.tokens_last = self.collator.tokens_seen
+        self.tokens_last = state.num_input_tokens_seen
         if self.is_main:
             rundir.write_status(self.run_dir, state="running", step=state.global_step, max_steps=state.max_steps,
                                 train_started_at=self.t0)
@@ -53,10 +52,9 @@ class RunDirCallback(TrainerCallback):
         if not self.is_main or not logs or "loss" not in logs:
             return
         now = time.time()
-        tokens = self.collator.tokens_seen
-        # tokens counted on this rank; several ranks each see their own share
-        world = max(1, args.world_size)
-        tps = (tokens - self.tokens_last) * world / max(now - self.t_last, 1e-9)
+        # counted by the Trainer as batches are consumed (non-pad tokens, summed over every rank)
+        tokens = state.num_input_tokens_seen
+        tps = (tokens - self.tokens_last) / max(now - self.t_last, 1e-9)
         done = state.global_step - self.step0
         left = state.max_steps - state.global_step
         eta = (now - self.t0) / done * left if done > 0 else None
@@ -67,7 +65,7 @@ class RunDirCallback(TrainerCallback):
             "lr": logs.get("learning_rate"),
             "grad_norm": logs.get("grad_norm"),
             "tokens_per_s": round(tps, 1),
-            "tokens_seen": tokens * world,
+            "tokens_seen": tokens,
             "elapsed_s": round(now - self.t0, 2),
             "eta_s": round(eta, 1) if eta is not None else None,
             "time": now,

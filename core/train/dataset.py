@@ -137,7 +137,6 @@ class Collator:
 
     pad_token_id: int
     packed: bool
-    tokens_seen: int = 0  # non-pad tokens handed to the model, for tokens/s
 
     def __call__(self, rows: list[list[dict]]) -> dict[str, torch.Tensor]:
         if self.packed:
@@ -153,7 +152,6 @@ class Collator:
             width = max(len(f[0]) for f in flat)
             batch_ids, batch_labels, batch_pos = [], [], []
             for ids, labels, pos in flat:
-                self.tokens_seen += len(ids)
                 pad = width - len(ids)
                 batch_ids.append(ids + [self.pad_token_id] * pad)
                 batch_labels.append(labels + [IGNORE] * pad)
@@ -168,7 +166,6 @@ class Collator:
         ids, labels, mask = [], [], []
         for s in samples:
             n = len(s["input_ids"])
-            self.tokens_seen += n
             ids.append(s["input_ids"] + [self.pad_token_id] * (width - n))
             labels.append(s["labels"] + [IGNORE] * (width - n))
             mask.append([1] * n + [0] * (width - n))

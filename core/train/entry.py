@@ -171,6 +171,7 @@ def training_args(cfg: RunConfig, run_dir: Path, dtype, checkpointing: bool, dee
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
         save_only_model=False,
+        include_num_input_tokens_seen="non_padding",
     )
 
 
@@ -222,7 +223,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: str | None = None, deepspeed: s
     collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length)
     args = training_args(cfg, run_dir, dtype, checkpointing, deepspeed)
     callbacks = [
-        RunDirCallback(run_dir, collator, cfg.save_total_limit, stop_flag, is_main),
+        RunDirCallback(run_dir, cfg.save_total_limit, stop_flag, is_main),
         EvalSamplesCallback(run_dir, tokenizer, cfg.evaluation_inputs, cfg.SYSTEM, cfg.evaluation_freq,
                             cfg.eval_max_new_tokens, is_main),
     ]
