@@ -4,7 +4,7 @@
 
 The app runs as `python app.py` on 127.0.0.1 and a free port with MODEL_PATH pointing at a local
 folder (nothing downloaded); its answer must equal a direct greedy transformers generate with the
-same chat template and stop tokens. When core.demo is there, its merged identity model is served
+same chat template and stop tokens. With `-m soak`, core.demo's merged identity model is served
 too and must say its name.
 """
 
@@ -103,12 +103,34 @@ def test_gradio_app_answers_like_a_direct_greedy_generate(tiny, tmp_path):
     assert other == greedy_answer(tiny, "What is two plus three?")
 
 
+# The demo trains for about 3.5 minutes on 2 CPU cores, so this runs with `make soak`, not `make test`
+# (tests/e2e/test_spine.py already covers the demo itself in `make test`).
+@pytest.mark.soak
 def test_demo_identity_model_says_its_name_through_the_space_app(tmp_path):
     demo = pytest.importorskip("core.demo", reason="core.demo (the headless pipeline) is not in this checkout")
+    from core.publish import model_card
+
     summary = demo.run_demo(name="小天", workspace=str(tmp_path / "ws"))
     merged = summary["merged"]
+    card = model_card(merged, repo_id="alice/xiaotian", run_dir=summary["run_dir"])
+    assert "### Answers at step" in card and "小天" in card  # the run's last evaluation answers
     space_bundle(tmp_path / "space", model_repo_id="alice/xiaotian", hub="hf", sdk="gradio")
     with serve(tmp_path / "space", merged) as url:
         answer = ask(url, QUESTION)
     assert "小天" in answer, answer
     assert answer == greedy_answer(merged, QUESTION)
+
+
+def test_streamlit_app_answers_like_a_direct_greedy_generate(tiny, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    space_bundle(tmp_path, model_repo_id="alice/tiny", hub="modelscope", sdk="streamlit")
+    monkeypatch.setenv("MODEL_PATH", str(tiny))
+    monkeypatch.setenv("MAX_NEW_TOKENS", str(MAX_NEW_TOKENS))
+    monkeypatch.setenv("TEMPERATURE", "0")
+    at = AppTest.from_file(str(tmp_path / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    at.chat_input[0].set_value(QUESTION).run()
+    assert not at.exception, at.exception
+    assert at.chat_message[0].markdown[0].value == QUESTION
+    assert at.chat_message[1].markdown[0].value == greedy_answer(tiny, QUESTION)

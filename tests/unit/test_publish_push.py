@@ -221,3 +221,17 @@ def test_modelscope_errors_become_plain_advice(merged, ws, fail, words):
     for w in words:
         assert w in str(e.value), str(e.value)
     assert TOKEN not in str(e.value)
+
+
+def test_plan_push_stages_in_the_workspace_by_default(merged, ws):
+    from core.publish import plan_push
+
+    plan = plan_push("hf", merged, "alice/tiny", space=True, sdk="streamlit", private=True)
+    stage = ws / "publish" / "hf-alice__tiny"
+    assert plan["stage_dir"] == str(stage.resolve())
+    assert (stage / "model" / "README.md").is_file() and (stage / "space" / "app.py").is_file()
+    assert plan["calls"][0]["args"] == {"repo_id": "alice/tiny", "repo_type": "model", "private": True,
+                                        "exist_ok": True}
+    space_create = [c for c in plan["calls"] if c["call"] == "HfApi.create_repo"][1]
+    assert space_create["args"]["space_sdk"] == "streamlit"
+    assert plan["space_url"].endswith("/spaces/alice/tiny")
