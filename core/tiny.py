@@ -148,6 +148,45 @@ def ensure_tiny() -> Path:
     return build_tiny_model(default_tiny_dir())
 
 
+TINY_LLAVA_NAME = "tiny-llava"
+
+
+def build_tiny_llava(out_dir: str | os.PathLike, *, image_size: int = 64, patch_size: int = 16, seed: int = 0,
+                     force: bool = False) -> Path:
+    """A tiny LLaVA (tiny CLIP vision tower + the tiny chat LM + a local image processor), no download.
+
+    64 px images in 16 px patches give 16 image tokens, so CPU training takes seconds. Built the
+    same way as a real one: core.llava.build_llava_model(LLM folder, CLIP folder, out_dir).
+    """
+    import tempfile
+
+    import torch
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+
+    from core.llava import build_llava_model
+
+    out = Path(out_dir)
+    if not force and (out / "config.json").is_file() and (out / "processor_config.json").is_file():
+        return out
+    with tempfile.TemporaryDirectory(prefix="tiny-llava-") as tmp:
+        lm = build_tiny_model(Path(tmp) / "lm", seed=seed)
+        vcfg = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                image_size=image_size, patch_size=patch_size, projection_dim=64)
+        torch.manual_seed(seed)
+        clip = Path(tmp) / "clip"
+        CLIPVisionModel(vcfg).save_pretrained(clip)
+        CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                              crop_size={"height": image_size, "width": image_size}).save_pretrained(clip)
+        return build_llava_model(lm, clip, out, seed=seed, force=True)
+
+
+def ensure_tiny_llava() -> Path:
+    """The tiny LLaVA's folder in the workspace, built on first use."""
+    from core.workspace import workspace_root
+
+    return build_tiny_llava(workspace_root() / "models" / TINY_LLAVA_NAME)
+
+
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else str(default_tiny_dir())
     print(build_tiny_model(target, force=True))
