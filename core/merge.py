@@ -100,9 +100,11 @@ def merge_adapter(base: str, adapter: str, out: str, *, max_shard_size: str = "2
         torch.cuda.empty_cache()
     if layout == "internlm2":
         from core.internlm2 import convert_llama_to_internlm2
+        from core.models import model_type_of
 
         converted = tmp.with_name(tmp.name + ".internlm2")
-        convert_llama_to_internlm2(tmp, converted)
+        original = Path(base) if Path(base).is_dir() and model_type_of(base) == "internlm2" else None
+        convert_llama_to_internlm2(tmp, converted, original=original)  # original: keeps auto_map + remote code
         shutil.rmtree(tmp)
         converted.rename(tmp)
     if out_dir.exists():

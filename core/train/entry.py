@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import signal
 import sys
@@ -86,14 +87,49 @@ def load_model(model_path: Path, cfg: RunConfig, dtype, local_rank: int = 0):
     return model
 
 
-def use_grad_checkpointing(cfg: RunConfig, model) -> bool:
+def use_grad_checkpointing(cfg: RunConfig, model_path: Path | None, n_params: int) -> tuple[bool, str]:
+    """Recompute activations only where memory needs it (it costs ~1/3 more compute)."""
+    import dataclasses
+
     import torch
 
     if cfg.gradient_checkpointing != "auto":
-        return cfg.gradient_checkpointing == "true"
-    # Recomputing costs ~30% speed; worth it only where memory is the limit (big models on a GPU).
-    n_params = sum(p.numel() for p in model.parameters())
-    return torch.cuda.is_available() and n_params > 1e9
+        return cfg.gradient_checkpointing == "true", "set in the config"
+    if not torch.cuda.is_available():
+        return False, "CPU run"
+    free = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    try:
+        from core.config.vram import estimate
+
+        probe = dataclasses.replace(cfg, gradient_checkpointing="false",
+                                    pretrained_model_name_or_path=str(model_path or cfg.pretrained_model_name_or_path))
+        need = estimate(probe)["total_gib"] * 2**30
+    except Exception:  # no shape known: fall back on size alone
+        need = n_params * 18.0
+    if need < 0.85 * free:
+        return False, f"estimate without it {need / 2**30:.1f} GiB fits in {free / 2**30:.0f} GiB"
+    return True, f"estimate without it {need / 2**30:.1f} GiB > 85% of {free / 2**30:.0f} GiB"
+
+
+LIGER_FAMILIES = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "gemma", "gemma2", "phi3", "granite", "olmo2"}
+
+
+def use_liger(model) -> tuple[bool, str]:
+    """Liger's fused kernels (linear+cross-entropy, RMSNorm, RoPE, SwiGLU) where the family has them."""
+    import torch
+
+    if os.environ.get("STUDIO_NO_LIGER"):
+        return False, "STUDIO_NO_LIGER set"
+    if not torch.cuda.is_available():
+        return False, "CPU run"
+    family = getattr(model.config, "model_type", "")
+    if family not in LIGER_FAMILIES:
+        return False, f"no Liger kernels for {family}"
+    try:
+        import liger_kernel  # noqa: F401
+    except ImportError:
+        return False, "liger-kernel not installed"
+    return True, f"{family}: fused linear cross-entropy, RMSNorm, RoPE, SwiGLU"
 
 
 def add_lora(model, cfg: RunConfig, checkpointing: bool):
@@ -110,16 +146,39 @@ def add_lora(model, cfg: RunConfig, checkpointing: bool):
     return get_peft_model(model, lora)
 
 
+def _data_cache_key(cfg: RunConfig, tokenizer, path: Path) -> str:
+    import hashlib
+
+    st = path.stat()
+    parts = [str(path.resolve()), str(st.st_size), str(st.st_mtime_ns), str(getattr(tokenizer, "name_or_path", "")),
+             str(len(tokenizer)), str(tokenizer.chat_template), str(cfg.max_length), cfg.SYSTEM, cfg.data_format,
+             json.dumps(cfg.data_mapping, sort_keys=True), cfg.image_folder, "v1"]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
+
+
 def load_data(cfg: RunConfig, tokenizer, run_dir: Path):
+    """Read + tokenize the data set; the token ids are cached between runs (same file, tokenizer, settings)."""
+    import pickle
+
     from core.data import read_samples
+    from core.fsio import atomic_write_bytes
     from core.train.dataset import SFTDataset, encode_all, pack
+    from core.workspace import sub
 
     path = Path(cfg.data_path)
     if not path.is_file():
         raise StudioError(f"data_path: no data file at {path}", hint="build one on the Data page or with python -m studio data")
-    samples = read_samples(path, None if cfg.data_format == "auto" else cfg.data_format, cfg.data_mapping or None,
-                           image_folder=cfg.image_folder or None)
-    encoded, stats = encode_all(tokenizer, samples, cfg.max_length, cfg.SYSTEM)
+    cache = sub("cache") / "tokenized" / f"{_data_cache_key(cfg, tokenizer, path)}.pkl"
+    if cache.is_file():
+        with open(cache, "rb") as f:
+            encoded, stats = pickle.load(f)
+        log(f"data: tokenized samples from the cache ({cache.name})")
+    else:
+        samples = read_samples(path, None if cfg.data_format == "auto" else cfg.data_format, cfg.data_mapping or None,
+                               image_folder=cfg.image_folder or None)
+        encoded, stats = encode_all(tokenizer, samples, cfg.max_length, cfg.SYSTEM)
+        if encoded:
+            atomic_write_bytes(cache, pickle.dumps((encoded, stats), protocol=pickle.HIGHEST_PROTOCOL))
     if not encoded:
         raise StudioError(f"data_path: {path} has no sample with an answer to learn from",
                           hint="check the file with: python -m studio data validate " + str(path))
@@ -131,7 +190,8 @@ def load_data(cfg: RunConfig, tokenizer, run_dir: Path):
     return SFTDataset(rows), stats
 
 
-def training_args(cfg: RunConfig, run_dir: Path, dtype, checkpointing: bool, deepspeed: str | None):
+def training_args(cfg: RunConfig, run_dir: Path, dtype, checkpointing: bool, deepspeed: str | None,
+                  liger: bool = False):
     import torch
     from transformers import TrainingArguments
 
@@ -152,7 +212,8 @@ def training_args(cfg: RunConfig, run_dir: Path, dtype, checkpointing: bool, dee
         max_grad_norm=cfg.max_norm,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         lr_scheduler_type=cfg.lr_scheduler,
-        optim=cfg.optim,
+        # the fused AdamW kernel is the same maths in one launch per step
+        optim="adamw_torch_fused" if cfg.optim == "adamw_torch" and torch.cuda.is_available() else cfg.optim,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
@@ -172,20 +233,57 @@ def training_args(cfg: RunConfig, run_dir: Path, dtype, checkpointing: bool, dee
         disable_tqdm=False,
         save_only_model=False,
         include_num_input_tokens_seen="non_padding",
+        use_liger_kernel=liger,
     )
 
 
 # ---------------------------------------------------------------------------- train
 
+def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, dtype, model_path: Path | None = None,
+                  stop_flag: dict | None = None, deepspeed: str | None = None, is_main: bool = True,
+                  extra_callbacks: list | None = None):
+    """The engine: LoRA/QLoRA/full on the given model, speed choices made and logged, Trainer ready."""
+    import torch
+    from transformers import Trainer
+
+    from core.train.callbacks import EvalSamplesCallback, RunDirCallback
+    from core.train.dataset import Collator
+
+    n_params = sum(p.numel() for p in model.parameters())
+    checkpointing, why_ckpt = use_grad_checkpointing(cfg, model_path, n_params)
+    liger, why_liger = use_liger(model)
+    if cfg.method in ("lora", "qlora"):
+        model = add_lora(model, cfg, checkpointing)
+        if checkpointing:
+            model.enable_input_require_grads()
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log(f"method: {cfg.method} r={cfg.lora_r} alpha={cfg.lora_alpha}; trainable {trainable:,} of {n_params:,} "
+            f"({100 * trainable / n_params:.2f}%)")
+    else:
+        log(f"method: full fine-tuning, {n_params:,} parameters")
+    log(f"engine: dtype {dtype}, attention {model.config._attn_implementation}, "
+        f"packing {'on (no cross-sample attention)' if cfg.pack_to_max_length else 'off'}, "
+        f"gradient checkpointing {'on' if checkpointing else 'off'} ({why_ckpt}), "
+        f"liger {'on' if liger else 'off'} ({why_liger}), device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length)
+    args = training_args(cfg, run_dir, dtype, checkpointing, deepspeed, liger)
+    log(f"optimizer: {args.optim}; tokens per optimizer step <= {cfg.batch_size * cfg.accumulative_counts * cfg.max_length}")
+    callbacks = [
+        RunDirCallback(run_dir, cfg.save_total_limit, stop_flag if stop_flag is not None else {}, is_main),
+        EvalSamplesCallback(run_dir, tokenizer, cfg.evaluation_inputs, cfg.SYSTEM, cfg.evaluation_freq,
+                            cfg.eval_max_new_tokens, is_main),
+        *(extra_callbacks or []),
+    ]
+    return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                   processing_class=tokenizer, callbacks=callbacks)
+
+
 def train(cfg: RunConfig, run_dir: Path, resume: str | None = None, deepspeed: str | None = None,
           stop_flag: dict | None = None) -> str:
     """Train per `cfg` into `run_dir`; returns 'finished' or 'stopped'."""
-    import torch
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from core.models import resolve_model
-    from core.train.callbacks import EvalSamplesCallback, RunDirCallback
-    from core.train.dataset import Collator
 
     stop_flag = stop_flag if stop_flag is not None else {}
     run_dir = Path(run_dir)
@@ -206,29 +304,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: str | None = None, deepspeed: s
 
     dtype = pick_dtype(cfg)
     model = load_model(model_path, cfg, dtype, local_rank)
-    checkpointing = use_grad_checkpointing(cfg, model)
-    if cfg.method in ("lora", "qlora"):
-        model = add_lora(model, cfg, checkpointing)
-        if checkpointing:
-            model.enable_input_require_grads()
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        log(f"method: {cfg.method} r={cfg.lora_r} alpha={cfg.lora_alpha}; trainable {trainable:,} of {total:,} "
-            f"({100 * trainable / total:.2f}%)")
-    else:
-        log(f"method: full fine-tuning, {sum(p.numel() for p in model.parameters()):,} parameters")
-    log(f"dtype {dtype}, attention {model.config._attn_implementation}, gradient checkpointing {checkpointing}, "
-        f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-
-    collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length)
-    args = training_args(cfg, run_dir, dtype, checkpointing, deepspeed)
-    callbacks = [
-        RunDirCallback(run_dir, cfg.save_total_limit, stop_flag, is_main),
-        EvalSamplesCallback(run_dir, tokenizer, cfg.evaluation_inputs, cfg.SYSTEM, cfg.evaluation_freq,
-                            cfg.eval_max_new_tokens, is_main),
-    ]
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                      processing_class=tokenizer, callbacks=callbacks)
+    trainer = build_trainer(cfg, run_dir, model, tokenizer, dataset, dtype=dtype, model_path=model_path,
+                            stop_flag=stop_flag, deepspeed=deepspeed, is_main=is_main)
 
     ckpt = None
     if resume:
