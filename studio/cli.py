@@ -220,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from core.errors import StudioError
 
+    raw = sys.argv[1:] if argv is None else argv
+    if raw[:1] == ["bench"]:  # bench has its own options; hand them over untouched
+        from bench import run as bench_run
+
+        return bench_run.main(raw[1:])
     args = build_parser().parse_args(argv)
     if argv is None:
         _split_stdout()
