@@ -430,7 +430,8 @@ def train_llava(cfg, run_dir: Path, resume: str | None = None, deepspeed: str | 
         f"{stats['images']} images x {per_image} image tokens, {stats['tokens']} tokens"
         + ("; pack_to_max_length is ignored for LLaVA" if cfg.pack_to_max_length else ""))
 
-    checkpointing = use_grad_checkpointing(cfg, model)
+    checkpointing, why_ckpt = use_grad_checkpointing(cfg, model_path, sum(p.numel() for p in model.parameters()))
+    log(f"gradient checkpointing {'on' if checkpointing else 'off'} ({why_ckpt})")
     if stage == "pretrain":
         for name, p in model.named_parameters():
             p.requires_grad = f"{PROJECTOR}." in name

@@ -51,9 +51,14 @@ def merge_adapter(base: str, adapter: str, out: str, *, max_shard_size: str = "2
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.chat import ChatModel, adapter_folder, generate_ids
-    from core.models import resolve_model
+    from core.models import model_type_of, resolve_model
     from core.templates import stop_token_ids
 
+    if model_type_of(resolve_model(base)) == "llava":  # LLM LoRA + projector into the whole LLaVA model
+        from core.llava import merge_llava
+
+        return merge_llava(base, adapter, out, max_shard_size=max_shard_size, device=device, check=check,
+                           prompts=prompts, max_new_tokens=max_new_tokens)
     t0 = time.time()
     adapter_dir = adapter_folder(adapter)
     base_dir = resolve_model(base)
