@@ -1,0 +1,148 @@
+"""Config: the recipe gallery, a form with every field and its help, a live-validated YAML editor, the
+VRAM estimate and the equivalent CLI command. Saved configs go to workspace/configs/."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import (
+    ConfigError,
+    RunConfig,
+    config_from_dict,
+    config_from_yaml,
+    config_to_yaml,
+    load_config,
+)
+from core.config.recipes import list_recipes, recipe_header, recipe_path
+from core.errors import StudioError
+from core.workspace import safe_join, sub
+from studio.ui import state
+from studio.ui.common import page_setup, show_error
+from studio.ui.configform import SECTIONS, config_form
+from studio.ui.i18n import t
+from studio.ui.steps import config_files
+
+lang = page_setup()
+st.title(t("config.title"))
+st.caption(t("config.intro"))
+CONFIGS = sub("configs")
+
+# ---------------------------------------------------------------------------- where the config starts from
+saved = [str(p) for p in config_files()]
+kind = st.radio(t("config.start_from"), ["recipe", "saved"], horizontal=True,
+                index=1 if saved and state.load().get("config") in saved else 0,
+                format_func=lambda k: t("config.from_" + k))
+if kind == "saved" and not saved:
+    st.info(t("config.no_saved"))
+    kind = "recipe"
+
+if kind == "recipe":
+    flt = st.text_input(t("config.filter"), placeholder="qwen, internlm2, qlora, llava…")
+    names = list_recipes(flt or None)
+    if not names:
+        st.warning(t("config.no_match"))
+        st.stop()
+    default = "tiny_chat_lora_identity_e3"
+    name = st.selectbox(t("config.recipe"), names, index=names.index(default) if default in names else 0)
+    st.caption(recipe_header(name).replace("\n", "  \n"))
+    source = recipe_path(name)
+else:
+    cur = state.load().get("config")
+    pick = st.selectbox(t("config.saved_pick"), saved, index=saved.index(cur) if cur in saved else 0,
+                        format_func=lambda p: Path(p).name)
+    source = Path(pick)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _load(path: str, mtime: float) -> RunConfig:
+    return load_config(path)
+
+
+try:
+    base = _load(str(source), source.stat().st_mtime)
+except StudioError as e:
+    show_error(e)
+    st.stop()
+
+notes = []
+if kind == "recipe":
+    # a recipe's data_path is an example; the file made on the Data page is what the user means
+    data = state.load().get("data")
+    if data and not Path(base.data_path).is_file() and Path(data).is_file():
+        base.data_path = data
+        notes.append(t("config.note_data", path=data))
+    model = state.load().get("model")
+    if base.pretrained_model_name_or_path == "tiny" and model and Path(model).name != "tiny":
+        notes.append(t("config.note_model", model=model))
+for n in notes:
+    st.caption("ℹ️ " + n)
+
+prefix = hashlib.sha1(f"{source}:{source.stat().st_mtime}:{base.data_path}".encode()).hexdigest()[:10]
+tab_form, tab_yaml = st.tabs([t("config.tab_form"), t("config.tab_yaml")])
+with tab_form:
+    titles = {s: t("config.section_" + s) for s in SECTIONS}
+    values = config_form(base, lang, prefix, titles)
+    cfg, error = None, None
+    try:
+        cfg = config_from_dict(values, source=t("config.form"))
+    except ConfigError as e:
+        error = e
+        st.error(t("config.invalid_field", field=e.field, message=e.message))
+
+form_yaml = config_to_yaml(cfg, header=f"Edited in Fine-Tune Studio from {source.name}") if cfg else None
+with tab_yaml:
+    st.caption(t("config.yaml_help"))
+    yaml_key = "yaml:" + hashlib.sha1((form_yaml or "").encode()).hexdigest()[:10]
+    text = st.text_area("YAML", value=form_yaml or source.read_text(encoding="utf-8"), height=520, key=yaml_key,
+                        label_visibility="collapsed")
+    yaml_cfg = None
+    try:
+        yaml_cfg = config_from_yaml(text, source="YAML")
+        st.success(t("config.yaml_ok"))
+    except ConfigError as e:
+        st.error(t("config.invalid_field", field=e.field, message=e.message))
+    yaml_edited = text != (form_yaml or "")
+
+# the YAML editor wins when the user changed it there
+final_cfg = yaml_cfg if yaml_edited and yaml_cfg is not None else cfg
+final_text = text if yaml_edited and yaml_cfg is not None else form_yaml
+
+# ---------------------------------------------------------------------------- VRAM estimate
+st.subheader(t("config.vram"))
+n_gpus = st.number_input(t("config.n_gpus"), min_value=1, max_value=64, value=1)
+if final_cfg is not None:
+    from core.config.vram import estimate, format_estimate
+
+    try:
+        est = estimate(final_cfg, int(n_gpus))
+        c1, c2, c3 = st.columns(3)
+        c1.metric(t("config.vram_total"), f"{est['total_gib']:.2f} GiB")
+        c2.metric(t("config.vram_smi"), f"~{est['reserved_gib']:.1f} GiB")
+        c3.metric(t("config.trainable"), f"{est['trainable_params'] / 1e6:,.2f} M / {est['params'] / 1e6:,.1f} M")
+        with st.expander(t("config.vram_detail")):
+            st.code(format_estimate(est), language=None)
+    except (StudioError, KeyError, ValueError, OSError) as e:
+        st.info(t("config.vram_unknown", error=str(e).split("\n")[0]))
+
+# ---------------------------------------------------------------------------- save + command
+st.subheader(t("config.save"))
+default_name = source.stem if kind == "saved" else source.stem + "_copy"
+fname = st.text_input(t("config.file_name"), value=default_name)
+try:
+    target = safe_join(CONFIGS, fname.strip().removesuffix(".yaml") + ".yaml")
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+from core.config.command import train_command  # noqa: E402
+
+st.write(t("config.command"))
+st.code(train_command(target, final_cfg, n_gpus=int(n_gpus), detach=True) if final_cfg else "", language="bash")
+if st.button(t("config.save_button"), type="primary", disabled=final_cfg is None):
+    from core.fsio import atomic_write_text
+
+    atomic_write_text(target, final_text)
+    state.update(config=str(target))
+    st.success(t("config.saved", path=str(target)))

@@ -1,0 +1,123 @@
+"""Home: the pipeline at a glance, the environment check, and the base model (tiny, folder, HF, ModelScope)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from studio.ui import state
+from studio.ui.common import page_setup, show_error
+from studio.ui.i18n import t
+
+lang = page_setup()
+st.title(t("home.title"))
+st.caption(t("home.intro"))
+
+
+@st.cache_resource(show_spinner=False)
+def _tiny() -> str:
+    from core.tiny import ensure_tiny
+
+    return str(ensure_tiny())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _environment() -> dict:
+    from studio.ui.env import environment
+
+    return environment()
+
+
+# ---------------------------------------------------------------------------- pipeline
+from studio.ui.steps import STEPS, pipeline  # noqa: E402
+
+with st.spinner(t("home.tiny_building")):
+    tiny = _tiny()
+done = pipeline()
+cols = st.columns(len(STEPS))
+for col, step in zip(cols, STEPS, strict=True):
+    ok, detail = done[step]
+    col.markdown(f"{'✅' if ok else '⬜'} **{t('step.' + step)}**")
+    col.caption(detail or t("step.todo"))
+
+# ---------------------------------------------------------------------------- base model
+st.subheader(t("home.model"))
+current = state.load().get("model") or tiny
+st.write(t("home.model_current", path=current))
+src = st.radio(t("home.model_source"), ["tiny", "local", "hf", "modelscope"], horizontal=True,
+               format_func=lambda k: t("home.src_" + k))
+if src == "tiny":
+    if st.button(t("home.use_tiny")):
+        state.update(model=tiny)
+        st.rerun()
+elif src == "local":
+    from studio.ui.download import local_models
+
+    known = [str(p) for p in local_models()]
+    folder = st.selectbox(t("home.local_known"), known, index=None, placeholder=t("home.local_none")) if known else None
+    typed = st.text_input(t("home.local_path"), placeholder="/root/models/internlm2-chat-1_8b")
+    if st.button(t("home.use_folder")):
+        chosen = typed.strip() or folder
+        if not chosen:
+            st.warning(t("home.local_need"))
+        elif not (Path(chosen).expanduser() / "config.json").is_file():
+            st.error(t("home.not_model", path=chosen))
+        else:
+            state.update(model=str(Path(chosen).expanduser().resolve()))
+            st.rerun()
+else:
+    from core.models import is_online, looks_like_hub_id
+    from studio.ui import download
+
+    example = "internlm/internlm2-chat-1_8b" if src == "hf" else "Shanghai_AI_Laboratory/internlm2-chat-1_8b"
+    model_id = st.text_input(t("home.hub_id"), placeholder=example)
+    if src == "hf":
+        st.caption(t("home.hf_endpoint", endpoint=download.hub_host("hf")))
+    if st.button(t("home.download"), type="primary"):
+        if not looks_like_hub_id(model_id.strip()):
+            st.error(t("home.bad_id", example=example))
+        elif not is_online(download.hub_host(src)):
+            st.error(t("home.offline", host=download.hub_host(src)))
+        else:
+            try:
+                download.start_download(model_id.strip(), src)
+                st.toast(t("home.download_started"))
+            except OSError as e:
+                show_error(e)
+
+    @st.fragment(run_every=2)
+    def _downloads() -> None:
+        for job in download.downloads():
+            mb = job["bytes"] / 1e6
+            label = f"{job['hub']}: {job['model_id']} — {mb:,.1f} MB"
+            if job["state"] == "running":
+                st.info(t("home.dl_running", label=label, last=job["last"]))
+            elif job["state"] == "done":
+                c1, c2 = st.columns([4, 1])
+                c1.success(t("home.dl_done", label=label))
+                if c2.button(t("home.use_folder"), key="use-" + job["model_id"] + job["hub"]):
+                    state.update(model=job["folder"])
+                    st.rerun(scope="app")
+            else:
+                st.error(t("home.dl_failed", label=label, error=job.get("error", "")))
+
+    _downloads()
+    st.caption(t("home.cli_download", cmd=f"python -m studio download {model_id or example} --hub {src}"))
+
+# ---------------------------------------------------------------------------- environment
+st.subheader(t("home.env"))
+env = _environment()
+c1, c2, c3, c4 = st.columns(4)
+if env["gpus"]:
+    g = env["gpus"][0]
+    c1.metric(t("home.gpu"), f"{len(env['gpus'])} × {g['name']}", f"{g['free_gib']}/{g['total_gib']} GiB")
+else:
+    c1.metric(t("home.gpu"), t("home.no_gpu"))
+c2.metric("CUDA", env["cuda_version"] if env["cuda_available"] else "-")
+c3.metric(t("home.ram"), f"{env['ram_available_gib']}/{env['ram_total_gib']} GiB")
+c4.metric(t("home.disk"), f"{env['disk_free_gib']}/{env['disk_total_gib']} GiB")
+if not env["gpus"]:
+    st.info(t("home.cpu_note"))
+st.caption(t("home.workspace_line", path=env["workspace"], cpus=env["cpus"], python=env["python"]))
+st.table({"package": list(env["versions"]), "version": list(env["versions"].values())})

@@ -1,0 +1,58 @@
+"""Pure helpers of the Train page's live board: ETA text, chart frames, the evaluation grid and what changed.
+
+Everything here works on rows read from a run dir (core.rundir.metrics / samples), nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "–"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def progress(status: dict) -> float:
+    step, total = status.get("step") or 0, status.get("max_steps") or 0
+    if status.get("state") == "finished":
+        return 1.0
+    return min(1.0, step / total) if total > 0 else 0.0
+
+
+def series(rows: list[dict], key: str) -> dict[int, float]:
+    """step -> value for the rows that have `key` (training logs omit some keys on some steps)."""
+    return {r["step"]: r[key] for r in rows if r.get(key) is not None and r.get("step") is not None}
+
+
+def eval_grid(sample_rows: list[dict]) -> tuple[list[int], list[str], list[list[str]], list[list[bool]]]:
+    """(steps, prompts, answers[step][prompt], changed[step][prompt]).
+
+    changed is True where an answer differs from the previous evaluation's answer to the same prompt
+    (the first evaluation, before training, has nothing to differ from).
+    """
+    prompts: list[str] = []
+    for row in sample_rows:
+        for a in row.get("answers", []):
+            if a["prompt"] not in prompts:
+                prompts.append(a["prompt"])
+    steps, answers, changed = [], [], []
+    previous: dict[str, str] = {}
+    for row in sample_rows:
+        got = {a["prompt"]: a["answer"] for a in row.get("answers", [])}
+        steps.append(row.get("step", 0))
+        answers.append([got.get(p, "") for p in prompts])
+        changed.append([p in previous and p in got and got[p] != previous[p] for p in prompts])
+        previous.update(got)
+    return steps, prompts, answers, changed
+
+
+def latest(rows: list[dict], key: str) -> Any:
+    for r in reversed(rows):
+        if r.get(key) is not None:
+            return r[key]
+    return None

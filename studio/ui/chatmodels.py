@@ -1,0 +1,82 @@
+"""What the Chat A/B page can compare, and the loaded models behind it.
+
+One base model is loaded per base path (st.cache_resource, at most two: a base and a merged model);
+final adapters and checkpoints are attached to that one base with core.chat.attach_adapter and switched
+per answer, so comparing two checkpoints never loads the base twice.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from core import rundir
+from core.config import load_config
+from core.jobs import list_runs
+from studio.ui.steps import merged_models
+
+
+def resolve_base(name: str) -> str:
+    if name == "tiny":
+        from core.tiny import ensure_tiny
+
+        return str(ensure_tiny())
+    return str(Path(name).expanduser().resolve()) if Path(name).expanduser().exists() else name
+
+
+def run_bases() -> dict[str, list[dict]]:
+    """base model -> runs trained on it (newest first), each with its run dir."""
+    out: dict[str, list[dict]] = {}
+    for r in list_runs():
+        cfg_file = Path(r["run_dir"]) / rundir.CONFIG
+        try:
+            base = resolve_base(load_config(cfg_file).pretrained_model_name_or_path)
+        except Exception:  # a broken run config only hides that run here
+            continue
+        out.setdefault(base, []).append(r)
+    return out
+
+
+def adapter_name(folder: Path) -> str:
+    # PEFT adapter names become module keys: no dots or slashes
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{folder.parent.parent.name if folder.parent.name == 'checkpoints' else folder.parent.name}_{folder.name}")
+
+
+def choices(base: str) -> list[dict]:
+    """[{label, kind: base|adapter|merged, path}] for a base model."""
+    items = [{"label": f"base · {Path(base).name}", "kind": "base", "path": base}]
+    for r in run_bases().get(base, []):
+        run = Path(r["run_dir"])
+        if (run / rundir.ADAPTER / "adapter_config.json").is_file():
+            items.append({"label": f"{run.name} · adapter", "kind": "adapter", "path": str(run / rundir.ADAPTER)})
+        for ck in reversed(rundir.checkpoints(run)):
+            if (ck / "adapter_config.json").is_file():
+                items.append({"label": f"{run.name} · {ck.name}", "kind": "adapter", "path": str(ck)})
+        if (run / rundir.FULL_MODEL / "config.json").is_file():
+            items.append({"label": f"{run.name} · full model", "kind": "merged", "path": str(run / rundir.FULL_MODEL)})
+    for m in merged_models():
+        items.append({"label": f"merged · {m.name}", "kind": "merged", "path": str(m)})
+    return items
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def loaded(model_path: str):
+    from core.chat import load_chat_model
+
+    return load_chat_model(model_path)
+
+
+def prepare(choice: dict, base: str):
+    """(ChatModel, which) ready to answer as `choice`."""
+    from core.chat import attach_adapter
+
+    if choice["kind"] == "merged":
+        return loaded(choice["path"]), None
+    chat = loaded(base)
+    if choice["kind"] == "base":
+        return chat, "base"
+    name = adapter_name(Path(choice["path"]))
+    attach_adapter(chat, name, choice["path"])
+    return chat, name
