@@ -11,12 +11,14 @@ CLI, the Streamlit server and the SSH tunnel that started it. Everything else on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,7 +55,11 @@ def preflight(cfg: RunConfig) -> RunConfig:
     name = cfg.pretrained_model_name_or_path
     if not name:
         raise StudioError("pretrained_model_name_or_path: no model given", hint="a folder, a hub id, or 'tiny'")
-    if name != "tiny":
+    if name == "tiny":
+        from core.tiny import ensure_tiny
+
+        ensure_tiny()  # built here once, not by every rank of a several-process run
+    else:
         p = Path(name).expanduser()
         if p.exists():
             if not (p / "config.json").is_file():
@@ -127,15 +133,14 @@ def prepare_run(config: str | os.PathLike, work_dir: str | None = None, resume: 
 
 
 def _entry_argv(run: Path, resume: str | None, deepspeed: str | None) -> list[str]:
-    argv = ["-m", "core.train.entry", str(run)]
+    from core.train.distributed import launch_argv
+
+    args = [str(run)]
     if resume:
-        argv += ["--resume", resume]
+        args += ["--resume", resume]
     if deepspeed:
-        argv += ["--deepspeed", deepspeed]
-    nproc = int(os.environ.get("NPROC_PER_NODE", "1") or 1)
-    if nproc > 1:
-        return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", *argv[1:2], *argv[2:]]
-    return [sys.executable, *argv]
+        args += ["--deepspeed", deepspeed]
+    return launch_argv(args)
 
 
 def _project_root() -> str:
@@ -163,6 +168,8 @@ def start_run(config: str | os.PathLike, work_dir: str | None = None, resume: st
         )
     finally:
         log.close()
+    # reap our own child when it ends, so a finished run never lingers as a zombie of the UI server
+    threading.Thread(target=proc.wait, daemon=True).start()
     rundir.write_status(run, pid=proc.pid, pgid=proc.pid, launched_at=time.time())
     return run
 
@@ -216,6 +223,29 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def group_alive(pgid: int | None) -> bool:
+    """Is any live (non-zombie) process left in process group `pgid`? (torchrun + every rank)"""
+    if not pgid:
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 def run_state(run: Path) -> dict:
     """status.json, with a run whose process died without a word reported as failed."""
     status = rundir.read_status(run)
@@ -254,23 +284,23 @@ def stop_run(run_id: str, timeout: float = 60.0) -> str:
     status = run_state(run)
     if status["state"] in TERMINAL:
         return status["state"]
+    # The stop request file is seen by every rank at the same step end (the ranks agree through an
+    # all-reduce), so a several-GPU run checkpoints and exits together. Signals come only after that.
     atomic_write_text(run / rundir.STOP_REQUEST, str(time.time()))
     pgid = status.get("pgid") or status.get("pid")
-    if pgid:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not pid_alive(status.get("pid")):
+    t0 = time.time()
+    signalled = False
+    while time.time() - t0 < timeout:
+        if not (group_alive(pgid) if pgid else pid_alive(status.get("pid"))):
             break
-        time.sleep(0.5)
+        if not signalled and time.time() - t0 > timeout / 2 and pgid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGTERM)
+            signalled = True
+        time.sleep(0.3)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, TypeError):
-            pass
         rundir.write_status(run, state="stopped", error="did not stop in time; killed", ended_at=time.time())
     final = rundir.read_status(run).get("state")
     if final not in TERMINAL:

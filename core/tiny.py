@@ -144,8 +144,14 @@ def default_tiny_dir() -> Path:
 
 
 def ensure_tiny() -> Path:
-    """The tiny model's folder in the workspace, built on first use."""
-    return build_tiny_model(default_tiny_dir())
+    """The tiny model's folder in the workspace, built on first use (one builder at a time)."""
+    import fcntl
+
+    target = default_tiny_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".tiny.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # several ranks or pages may ask at once
+        return build_tiny_model(target)
 
 
 TINY_LLAVA_NAME = "tiny-llava"

@@ -77,7 +77,14 @@ class RunDirCallback(TrainerCallback):
         self.t_last, self.tokens_last = now, tokens
 
     def on_step_end(self, args, state, control, **kw):
-        if self.stop_flag.get("stop") or (self.run_dir / rundir.STOP_REQUEST).exists():
+        want = bool(self.stop_flag.get("stop") or (self.run_dir / rundir.STOP_REQUEST).exists())
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank must stop at the same step, or the others wait forever in the next all-reduce
+            flag = torch.tensor([1.0 if want else 0.0],
+                                device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            want = bool(flag.item())
+        if want:
             self.stop_flag["stop"] = True
             control.should_save = True
             control.should_training_stop = True

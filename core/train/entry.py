@@ -267,7 +267,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
         f"liger {'on' if liger else 'off'} ({why_liger}), device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length)
     args = training_args(cfg, run_dir, dtype, checkpointing, deepspeed, liger)
-    log(f"optimizer: {args.optim}; tokens per optimizer step <= {cfg.batch_size * cfg.accumulative_counts * cfg.max_length}")
+    log(f"optimizer: {getattr(args.optim, 'value', args.optim)}; tokens per optimizer step <= {cfg.batch_size * cfg.accumulative_counts * cfg.max_length}")
     callbacks = [
         RunDirCallback(run_dir, cfg.save_total_limit, stop_flag if stop_flag is not None else {}, is_main),
         EvalSamplesCallback(run_dir, tokenizer, cfg.evaluation_inputs, cfg.SYSTEM, cfg.evaluation_freq,
@@ -360,8 +360,10 @@ def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | 
 
     signal.signal(signal.SIGTERM, on_term)
     if is_main:
-        rundir.write_status(run_dir, state="running", pid=os.getpid(), pgid=os.getpgid(0), started_at=time.time(),
-                            error=None, hint=None, exit_code=None)
+        # under torchrun the launcher's pid (written by jobs) stays the run's pid; the group holds every rank
+        launched = rundir.read_status(run_dir).get("pid") if os.environ.get("LOCAL_RANK") else None
+        rundir.write_status(run_dir, state="running", pid=launched or os.getpid(), pgid=os.getpgid(0),
+                            started_at=time.time(), error=None, hint=None, exit_code=None)
     try:
         cfg = load_config(run_dir / rundir.CONFIG)
         state = train(cfg, run_dir, resume=resume, deepspeed=deepspeed, stop_flag=stop_flag)
