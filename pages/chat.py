@@ -29,12 +29,12 @@ bases = list(run_bases())
 current = resolve_base(state.current_model())
 if current not in bases:
     bases.append(current)
-base = st.selectbox(t("chat.base"), bases, format_func=lambda p: Path(p).name)
+base = st.selectbox(t("chat.base"), bases, format_func=lambda p: f"{Path(p).name}  ({Path(p).parent})", key="chat_base")
 items = choices(base)
 labels = [c["label"] for c in items]
 c1, c2 = st.columns(2)
-left_label = c1.selectbox(t("chat.left"), labels, index=0)
-right_label = c2.selectbox(t("chat.right"), labels, index=1 if len(labels) > 1 else 0)
+left_label = c1.selectbox(t("chat.left"), labels, index=0, key=f"left:{base}")
+right_label = c2.selectbox(t("chat.right"), labels, index=1 if len(labels) > 1 else 0, key=f"right:{base}")
 left = items[labels.index(left_label)]
 right = items[labels.index(right_label)]
 
@@ -49,7 +49,7 @@ with st.sidebar:
         "seed": st.number_input(t("chat.seed"), 0, 2**31 - 1, 0),
     }
     system = st.text_area(t("chat.system"), value="", height=80)
-    blind = st.toggle(t("chat.blind"), help=t("chat.blind_help"))
+    blind = st.toggle(t("chat.blind"), help=t("chat.blind_help"), key="blind")
 
 image = None
 from core.models import model_type_of  # noqa: E402
@@ -136,12 +136,12 @@ with tab_probe:
     from core.demo import hit_rate, split_identity_questions, unrelated_prompts
 
     st.caption(t("chat.probe_intro"))
-    name = st.text_input(t("chat.probe_name"), value="小天")
+    name = st.text_input(t("chat.probe_name"), value="小天", key="probe_name")
     _train_q, held_out = split_identity_questions()
     c1, c2 = st.columns(2)
     id_text = c1.text_area(t("chat.probe_identity"), value="\n".join(held_out), height=200)
     other_text = c2.text_area(t("chat.probe_other"), value="\n".join(unrelated_prompts(6)), height=200)
-    if st.button(t("chat.probe_run"), type="primary"):
+    if st.button(t("chat.probe_run"), type="primary", key="probe_run"):
         from core.chat import answer
 
         id_q = [q.strip() for q in id_text.splitlines() if q.strip()]

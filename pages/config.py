@@ -40,7 +40,7 @@ if kind == "saved" and not saved:
     kind = "recipe"
 
 if kind == "recipe":
-    flt = st.text_input(t("config.filter"), placeholder="qwen, internlm2, qlora, llava…")
+    flt = st.text_input(t("config.filter"), placeholder="qwen, internlm2, qlora, llava…", key="recipe_filter")
     names = list_recipes(flt or None)
     if not names:
         st.warning(t("config.no_match"))
@@ -71,7 +71,7 @@ notes = []
 if kind == "recipe":
     # a recipe's data_path is an example; the file made on the Data page is what the user means
     data = state.load().get("data")
-    if data and not Path(base.data_path).is_file() and Path(data).is_file():
+    if data and Path(data).is_file():
         base.data_path = data
         notes.append(t("config.note_data", path=data))
     model = state.load().get("model")
@@ -85,11 +85,10 @@ tab_form, tab_yaml = st.tabs([t("config.tab_form"), t("config.tab_yaml")])
 with tab_form:
     titles = {s: t("config.section_" + s) for s in SECTIONS}
     values = config_form(base, lang, prefix, titles)
-    cfg, error = None, None
+    cfg = None
     try:
         cfg = config_from_dict(values, source=t("config.form"))
     except ConfigError as e:
-        error = e
         st.error(t("config.invalid_field", field=e.field, message=e.message))
 
 form_yaml = config_to_yaml(cfg, header=f"Edited in Fine-Tune Studio from {source.name}") if cfg else None
@@ -107,8 +106,8 @@ with tab_yaml:
     yaml_edited = text != (form_yaml or "")
 
 # the YAML editor wins when the user changed it there
-final_cfg = yaml_cfg if yaml_edited and yaml_cfg is not None else cfg
-final_text = text if yaml_edited and yaml_cfg is not None else form_yaml
+# (an invalid edit there blocks saving rather than silently saving the form)
+final_cfg, final_text = (yaml_cfg, text) if yaml_edited else (cfg, form_yaml)
 
 # ---------------------------------------------------------------------------- VRAM estimate
 st.subheader(t("config.vram"))
@@ -130,7 +129,7 @@ if final_cfg is not None:
 # ---------------------------------------------------------------------------- save + command
 st.subheader(t("config.save"))
 default_name = source.stem if kind == "saved" else source.stem + "_copy"
-fname = st.text_input(t("config.file_name"), value=default_name)
+fname = st.text_input(t("config.file_name"), value=default_name, key=f"config_name:{source}")
 try:
     target = safe_join(CONFIGS, fname.strip().removesuffix(".yaml") + ".yaml")
 except ValueError as e:
@@ -140,7 +139,7 @@ from core.config.command import train_command  # noqa: E402
 
 st.write(t("config.command"))
 st.code(train_command(target, final_cfg, n_gpus=int(n_gpus), detach=True) if final_cfg else "", language="bash")
-if st.button(t("config.save_button"), type="primary", disabled=final_cfg is None):
+if st.button(t("config.save_button"), type="primary", disabled=final_cfg is None, key="save_config"):
     from core.fsio import atomic_write_text
 
     atomic_write_text(target, final_text)

@@ -125,14 +125,15 @@ with tab_file:
 with tab_id:
     with st.form("identity"):
         c1, c2 = st.columns(2)
-        name = c1.text_input(t("data.id_name"), value="小天")
-        author = c2.text_input(t("data.id_author"), value="Fine-Tune Studio")
+        name = c1.text_input(t("data.id_name"), value="小天", key="id_name")
+        author = c2.text_input(t("data.id_author"), value="Fine-Tune Studio", key="id_author")
         lg = c1.selectbox(t("data.id_lang"), ["both", "zh", "en"], format_func=lambda k: t("data.lang_" + k))
-        repeat = c2.number_input(t("data.id_repeat"), min_value=1, max_value=10000, value=2, help=t("data.id_repeat_help"))
-        ratio = c1.slider(t("data.id_mix"), 0.0, 0.9, 0.5, 0.05, help=t("data.id_mix_help"))
+        repeat = c2.number_input(t("data.id_repeat"), min_value=1, max_value=10000, value=2, help=t("data.id_repeat_help"),
+                                 key="id_repeat")
+        ratio = c1.slider(t("data.id_mix"), 0.0, 0.9, 0.5, 0.05, help=t("data.id_mix_help"), key="id_mix")
         system = c2.text_input(t("data.id_system"), value="")
-        out = st.text_input(t("data.out_name"), value="identity.jsonl")
-        go = st.form_submit_button(t("data.id_build"), type="primary")
+        out = st.text_input(t("data.out_name"), value="identity.jsonl", key="id_out")
+        go = st.form_submit_button(t("data.id_build"), type="primary", key="id_build")
     if go:
         try:
             from core.data import build_identity, write_samples
@@ -158,12 +159,12 @@ with tab_replace:
     else:
         st.write(t("data.on_file", name=Path(src).name))
         c1, c2 = st.columns(2)
-        old = c1.text_input(t("data.old"), value="")
-        new = c2.text_input(t("data.new"), value="")
+        old = c1.text_input(t("data.old"), value="", key="rep_old")
+        new = c2.text_input(t("data.new"), value="", key="rep_new")
         out = st.text_input(t("data.out_name"), value=Path(src).stem + "_replaced" + Path(src).suffix, key="rep_out")
         b1, b2 = st.columns(2)
-        preview = b1.button(t("data.preview"))
-        apply = b2.button(t("data.apply"), type="primary")
+        preview = b1.button(t("data.preview"), key="rep_preview")
+        apply = b2.button(t("data.apply"), type="primary", key="rep_apply")
         if (preview or apply) and old:
             from core.data import replace_in_file
             from core.workspace import safe_join
@@ -188,9 +189,9 @@ with tab_repeat:
         st.info(t("data.none"))
     else:
         st.write(t("data.on_file", name=Path(src).name))
-        n = st.number_input(t("data.repeat_n"), min_value=1, max_value=100000, value=2)
+        n = st.number_input(t("data.repeat_n"), min_value=1, max_value=100000, value=2, key="rpt_n")
         out = st.text_input(t("data.out_name"), value=f"{Path(src).stem}_x{int(n)}{Path(src).suffix}", key="rpt_out")
-        if st.button(t("data.repeat_go"), type="primary"):
+        if st.button(t("data.repeat_go"), type="primary", key="rpt_go"):
             from core.data import repeat_file
             from core.workspace import safe_join
 
@@ -207,13 +208,13 @@ with tab_llava:
     st.caption(t("data.llava_intro"))
     images = st.file_uploader(t("data.llava_images"), type=["png", "jpg", "jpeg", "webp", "bmp"],
                               accept_multiple_files=True)
-    folder_name = st.text_input(t("data.llava_folder"), value="llava_images")
-    qa = st.text_area(t("data.llava_qa"), height=160,
+    folder_name = st.text_input(t("data.llava_folder"), value="llava_images", key="llava_folder")
+    qa = st.text_area(t("data.llava_qa"), height=160, key="llava_qa",
                       placeholder="image: eye.jpg\nQ: What is in the picture?\nA: A doctor examining an eye.")
     c1, c2 = st.columns(2)
     rep_n = c1.number_input(t("data.id_repeat"), min_value=1, max_value=10000, value=1, key="llava_rep")
     out = c2.text_input(t("data.out_name"), value="llava.json", key="llava_out")
-    if st.button(t("data.llava_build"), type="primary"):
+    if st.button(t("data.llava_build"), type="primary", key="llava_build"):
         from core.data import build_llava, write_samples
         from core.fsio import atomic_write_text
         from core.workspace import safe_join

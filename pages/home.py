@@ -46,9 +46,9 @@ st.subheader(t("home.model"))
 current = state.load().get("model") or tiny
 st.write(t("home.model_current", path=current))
 src = st.radio(t("home.model_source"), ["tiny", "local", "hf", "modelscope"], horizontal=True,
-               format_func=lambda k: t("home.src_" + k))
+               format_func=lambda k: t("home.src_" + k), key="model_src")
 if src == "tiny":
-    if st.button(t("home.use_tiny")):
+    if st.button(t("home.use_tiny"), key="use_tiny"):
         state.update(model=tiny)
         st.rerun()
 elif src == "local":
@@ -56,8 +56,8 @@ elif src == "local":
 
     known = [str(p) for p in local_models()]
     folder = st.selectbox(t("home.local_known"), known, index=None, placeholder=t("home.local_none")) if known else None
-    typed = st.text_input(t("home.local_path"), placeholder="/root/models/internlm2-chat-1_8b")
-    if st.button(t("home.use_folder")):
+    typed = st.text_input(t("home.local_path"), placeholder="/root/models/internlm2-chat-1_8b", key="local_path")
+    if st.button(t("home.use_folder"), key="use_folder"):
         chosen = typed.strip() or folder
         if not chosen:
             st.warning(t("home.local_need"))
@@ -71,10 +71,10 @@ else:
     from studio.ui import download
 
     example = "internlm/internlm2-chat-1_8b" if src == "hf" else "Shanghai_AI_Laboratory/internlm2-chat-1_8b"
-    model_id = st.text_input(t("home.hub_id"), placeholder=example)
+    model_id = st.text_input(t("home.hub_id"), placeholder=example, key="hub_id")
     if src == "hf":
         st.caption(t("home.hf_endpoint", endpoint=download.hub_host("hf")))
-    if st.button(t("home.download"), type="primary"):
+    if st.button(t("home.download"), type="primary", key="download"):
         if not looks_like_hub_id(model_id.strip()):
             st.error(t("home.bad_id", example=example))
         elif not is_online(download.hub_host(src)):

@@ -33,7 +33,7 @@ if not options:
     st.info(t("merge.none"))
     st.stop()
 
-label = st.selectbox(t("merge.adapter"), [o[0] for o in options])
+label = st.selectbox(t("merge.adapter"), [o[0] for o in options], key="merge_adapter")
 _, base, adapter, run_name = next(o for o in options if o[0] == label)
 base = st.text_input(t("merge.base"), value=base, help=t("merge.base_help"))
 c1, c2, c3 = st.columns(3)
@@ -51,7 +51,7 @@ st.code(f"python -m studio merge {base} {adapter} {out_dir} --max-shard-size {sh
 if out_dir.exists():
     st.caption(t("merge.exists", path=str(out_dir)))
 
-if st.button(t("merge.go"), type="primary"):
+if st.button(t("merge.go"), type="primary", key="merge_go"):
     from core.merge import merge_adapter
 
     try:

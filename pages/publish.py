@@ -41,14 +41,14 @@ if run_dir is None and (Path(source) / "studio_merge.json").is_file():
 c1, c2 = st.columns(2)
 hub = c1.radio(t("publish.hub"), ["hf", "modelscope"], horizontal=True,
                format_func=lambda h: "Hugging Face" if h == "hf" else "ModelScope")
-repo = c2.text_input(t("publish.repo"), placeholder="alice/my-assistant")
+repo = c2.text_input(t("publish.repo"), placeholder="alice/my-assistant", key="repo")
 c1, c2, c3 = st.columns(3)
 private = c1.checkbox(t("publish.private"))
 space = c2.checkbox(t("publish.space"), help=t("publish.space_help"))
 sdk = c3.selectbox("SDK", ["gradio", "streamlit"], disabled=not space)
 base_model = st.text_input(t("publish.base_model"), help=t("publish.base_model_help"))
 system_prompt = st.text_input(t("publish.system"), value="")
-token = st.text_input(t("publish.token"), type="password", help=t("publish.token_help"))
+token = st.text_input(t("publish.token"), type="password", help=t("publish.token_help"), key="token")
 
 card_text = None
 if repo.strip():
@@ -64,7 +64,7 @@ card = st.text_area(t("publish.card"), value=card_text or "", height=260, key=f"
 dry = st.toggle(t("publish.dry"), value=not token, help=t("publish.dry_help"))
 cmd = f"python -m studio publish {hub} {source} --repo {repo or 'OWNER/NAME'}" + (" --space" if space else "")
 st.code(cmd + (f" --dry-run {sub('publish') / 'dry-run'}" if dry else ""), language="bash")
-if st.button(t("publish.go"), type="primary", disabled=not repo.strip()):
+if st.button(t("publish.go"), type="primary", disabled=not repo.strip(), key="publish_go"):
     from core.publish import push, resolve_token
 
     events = st.empty()

@@ -39,7 +39,7 @@ with st.expander(t("train.start_title"), expanded=not jobs.list_runs()):
         cfg_path = st.selectbox(t("train.config"), configs, index=configs.index(cur) if cur in configs else 0,
                                 format_func=lambda p: Path(p).name)
         st.code(f"python -m studio train {cfg_path} --detach", language="bash")
-        if st.button(t("train.start"), type="primary"):
+        if st.button(t("train.start"), type="primary", key="start_run"):
             try:
                 run = jobs.start_run(cfg_path)
                 _select(run.name)
@@ -70,12 +70,12 @@ run_dir = Path(next(r["run_dir"] for r in runs if r["run_id"] == run_id))
 status = jobs.run_state(run_dir)
 c1, c2, c3 = st.columns([1, 1, 4])
 live = status.get("state") in ("queued", "running", "stopping")
-if c1.button(t("train.stop"), disabled=not live or status.get("state") == "stopping"):
+if c1.button(t("train.stop"), key="stop_run", disabled=not live or status.get("state") == "stopping"):
     # stop_run waits for the checkpoint; the page must not, so it runs beside the page
     threading.Thread(target=jobs.stop_run, args=(run_id, 120.0), daemon=True).start()
     st.toast(t("train.stopping"))
 can_resume = status.get("state") in ("stopped", "failed") and bool(status.get("latest_checkpoint"))
-if c2.button(t("train.resume"), disabled=not can_resume,
+if c2.button(t("train.resume"), key="resume_run", disabled=not can_resume,
              help=t("train.resume_help", ckpt=status.get("latest_checkpoint") or "-")):
     try:
         jobs.start_run(run_dir / rundir.CONFIG, work_dir=str(run_dir), resume="latest")

@@ -22,7 +22,8 @@ def resolve_base(name: str) -> str:
     if name == "tiny":
         from core.tiny import ensure_tiny
 
-        return str(ensure_tiny())
+        name = str(ensure_tiny())
+    # resolved, so one model reached through a symlink or a relative path is one entry, not two
     return str(Path(name).expanduser().resolve()) if Path(name).expanduser().exists() else name
 
 

@@ -1,0 +1,30 @@
+"""The Train board's helpers: ETA text, progress, series and the evaluation grid with what changed."""
+
+from __future__ import annotations
+
+from studio.ui.board import eval_grid, fmt_seconds, latest, progress, series
+
+
+def test_fmt_seconds_and_progress():
+    assert fmt_seconds(None) == "–" and fmt_seconds(65) == "1:05" and fmt_seconds(3725) == "1:02:05"
+    assert progress({"step": 5, "max_steps": 20, "state": "running"}) == 0.25
+    assert progress({"step": 3, "max_steps": 0}) == 0.0
+    assert progress({"state": "finished", "step": 9, "max_steps": 10}) == 1.0
+
+
+def test_series_skips_missing_values():
+    rows = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": None}, {"step": 3, "loss": 1.0, "lr": 1e-4}]
+    assert series(rows, "loss") == {1: 2.0, 3: 1.0}
+    assert latest(rows, "lr") == 1e-4 and latest(rows, "grad_norm") is None
+
+
+def test_eval_grid_marks_changes_since_previous_evaluation():
+    rows = [
+        {"step": 0, "answers": [{"prompt": "a", "answer": "x"}, {"prompt": "b", "answer": "y"}]},
+        {"step": 5, "answers": [{"prompt": "a", "answer": "x"}, {"prompt": "b", "answer": "z"}]},
+        {"step": 10, "answers": [{"prompt": "a", "answer": "w"}, {"prompt": "b", "answer": "z"}]},
+    ]
+    steps, prompts, answers, changed = eval_grid(rows)
+    assert steps == [0, 5, 10] and prompts == ["a", "b"]
+    assert answers[1] == ["x", "z"]
+    assert changed == [[False, False], [False, True], [True, False]]
