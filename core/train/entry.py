@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from core import rundir
+from core import queue, rundir
 from core.config import RunConfig, load_config
 from core.errors import StudioError
 
@@ -349,6 +349,30 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
     return (f"{type(exc).__name__}: {exc}", "see train.log for the traceback")
 
 
+def _wait_in_queue(run_dir: Path, stop_flag: dict, is_main: bool, pid: int):
+    """Take this device's place in the queue (core.queue); (lock or None, go on?)."""
+
+    def stop_asked() -> bool:
+        return bool(stop_flag.get("stop") or (run_dir / rundir.STOP_REQUEST).exists())
+
+    if not queue.enabled():
+        return None, True
+    if not is_main:  # rank 0 holds the lock for every rank of this launch
+        return None, queue.wait_for_rank0(run_dir, should_stop=stop_asked)
+
+    def on_wait(info: dict) -> None:
+        who = info.get("run_id") or "another run"
+        st = rundir.read_status(run_dir)
+        if st.get("state") != "queued" or st.get("waiting_for") != who or st.get("pid") != pid:
+            if st.get("waiting_for") != who:
+                log(f"queued: device {queue.device_key()} is busy with run {who}; starting when it ends")
+            rundir.write_status(run_dir, state="queued", waiting_for=who, pid=pid, pgid=os.getpgid(0),
+                                queued_at=st.get("queued_at") or time.time(), device=queue.device_key())
+
+    held = queue.acquire(run_dir, on_wait=on_wait, should_stop=stop_asked)
+    return held, held is not None
+
+
 def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | None = None) -> int:
     run_dir = Path(run_dir).resolve()
     stop_flag: dict = {}
@@ -359,14 +383,31 @@ def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | 
         log("stop requested: saving a checkpoint, then exiting")
 
     signal.signal(signal.SIGTERM, on_term)
+    # under torchrun the launcher's pid (written by jobs) stays the run's pid; the group holds every rank
+    launched = rundir.read_status(run_dir).get("pid") if os.environ.get("LOCAL_RANK") else None
+    pid = launched or os.getpid()
+    held = None
+    try:
+        held, go = _wait_in_queue(run_dir, stop_flag, is_main, pid)
+    except BaseException as e:  # e.g. the workspace's locks/ folder cannot be written
+        traceback.print_exc()
+        error, hint = explain(e)
+        if is_main:
+            rundir.write_status(run_dir, state="failed", error=error, hint=hint, exit_code=1, ended_at=time.time())
+        return 1
+    if not go:  # stopped while still queued
+        if is_main:
+            rundir.write_status(run_dir, state="stopped", waiting_for=None, exit_code=0, ended_at=time.time())
+        log("stopped while queued")
+        return 0
     if is_main:
-        # under torchrun the launcher's pid (written by jobs) stays the run's pid; the group holds every rank
-        launched = rundir.read_status(run_dir).get("pid") if os.environ.get("LOCAL_RANK") else None
-        rundir.write_status(run_dir, state="running", pid=launched or os.getpid(), pgid=os.getpgid(0),
+        rundir.write_status(run_dir, state="running", pid=pid, pgid=os.getpgid(0), waiting_for=None,
                             started_at=time.time(), error=None, hint=None, exit_code=None)
     try:
         cfg = load_config(run_dir / rundir.CONFIG)
         state = train(cfg, run_dir, resume=resume, deepspeed=deepspeed, stop_flag=stop_flag)
+        if is_main:  # written before the lock is released, so the next run starts after "finished"
+            rundir.write_status(run_dir, state=state, exit_code=0, ended_at=time.time())
     except BaseException as e:  # every failure ends in status.json, not only in the log
         traceback.print_exc()
         error, hint = explain(e)
@@ -376,8 +417,8 @@ def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | 
             rundir.write_status(run_dir, state="failed", error=error, hint=hint, exit_code=1, ended_at=time.time())
         log(f"failed: {error}" + (f" (hint: {hint})" if hint else ""))
         return 1
-    if is_main:
-        rundir.write_status(run_dir, state=state, exit_code=0, ended_at=time.time())
+    finally:
+        queue.release(held)  # the next queued run may start (process exit would do it too)
     log(state)
     return 0
 
