@@ -334,19 +334,57 @@ def train(cfg: RunConfig, run_dir: Path, resume: str | None = None, deepspeed: s
 
 # ---------------------------------------------------------------------------- process entry
 
-def explain(exc: BaseException) -> tuple[str, str | None]:
-    """A human error line and a hint for the status file."""
+_NO_SPACE = ("no space left on device", "os error 28", "errno 28")
+# torch.save reports a short write as "unexpected pos ..." / an iostream error, without the errno
+_SHORT_WRITE = ("unexpected pos", "iostream error", "file write failed")
+
+
+def _disk_full(exc: BaseException, run_dir: Path | None) -> bool:
+    """ENOSPC, however the library that hit it words it (tokenizers and safetensors raise their own types)."""
+    chain, e = [], exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT) for x in chain):
+        return True
+    text = " ".join(str(x).lower() for x in chain)
+    if any(m in text for m in _NO_SPACE):
+        return True
+    if run_dir is not None and any(m in text for m in _SHORT_WRITE):
+        import shutil
+
+        where = run_dir / rundir.CHECKPOINTS if (run_dir / rundir.CHECKPOINTS).is_dir() else run_dir
+        try:
+            return shutil.disk_usage(where).free < 64 * 2**20
+        except OSError:
+            return False
+    return False
+
+
+def explain(exc: BaseException, run_dir: Path | None = None) -> tuple[str, str | None]:
+    """A human error line and a hint for the status file (`run_dir` lets a full disk be recognised)."""
     import torch
 
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
         return ("CUDA out of memory", "lower max_length or batch_size, use method: qlora, or set "
                 "gradient_checkpointing: true (the Config page's VRAM estimate shows what fits)")
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if _disk_full(exc, run_dir):
         return ("disk full while writing", "free space in the workspace or lower save_total_limit; earlier "
                 "checkpoints are intact")
     if isinstance(exc, StudioError):
         return (str(exc).split("\n  hint: ")[0], exc.hint)
     return (f"{type(exc).__name__}: {exc}", "see train.log for the traceback")
+
+
+def _drop_incomplete_checkpoints(run_dir: Path) -> None:
+    """A save that failed leaves checkpoint-N without a COMPLETE mark: remove it (it frees the disk too)."""
+    import shutil
+
+    root = run_dir / rundir.CHECKPOINTS
+    if root.is_dir():
+        for p in root.glob("checkpoint-*"):
+            if p.is_dir() and not (p / rundir.COMPLETE_MARK).exists():
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _wait_in_queue(run_dir: Path, stop_flag: dict, is_main: bool, pid: int):
@@ -410,10 +448,11 @@ def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | 
             rundir.write_status(run_dir, state=state, exit_code=0, ended_at=time.time())
     except BaseException as e:  # every failure ends in status.json, not only in the log
         traceback.print_exc()
-        error, hint = explain(e)
+        error, hint = explain(e, run_dir)
         if isinstance(e, KeyboardInterrupt):
             error, hint = "interrupted", "resume with: python -m studio train --resume"
         if is_main:
+            _drop_incomplete_checkpoints(run_dir)
             rundir.write_status(run_dir, state="failed", error=error, hint=hint, exit_code=1, ended_at=time.time())
         log(f"failed: {error}" + (f" (hint: {hint})" if hint else ""))
         return 1
