@@ -27,6 +27,17 @@ def _gpu_memory() -> dict:
     }
 
 
+def _test_slow_save(step: int) -> None:
+    """Test-only: STUDIO_TEST_SLOW_SAVE="STEP:SECONDS" pauses between the Trainer's write of
+    checkpoint-STEP and its COMPLETE mark, so a test can SIGKILL the run mid-save
+    (tests/reliability/test_faults.py). Unset in normal use."""
+    import os
+
+    spec = os.environ.get("STUDIO_TEST_SLOW_SAVE", "")
+    if spec.partition(":")[0] == str(step):
+        time.sleep(float(spec.partition(":")[2] or 60))
+
+
 class RunDirCallback(TrainerCallback):
     """metrics.jsonl, status.json progress, atomic checkpoint folders, and graceful stop."""
 
@@ -100,6 +111,7 @@ class RunDirCallback(TrainerCallback):
         src = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if not src.is_dir():
             return
+        _test_slow_save(state.global_step)
         atomic_write_text(src / rundir.COMPLETE_MARK, f"{state.global_step}\n")
         dst = Path(args.output_dir) / f"step-{state.global_step}"
         if dst.exists():
