@@ -149,3 +149,35 @@ def test_bad_config_exits_1_naming_the_field(demo_summary, tmp_path, over, words
     assert r.returncode == 1 and words in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) <= 2
     assert not work.exists()  # nothing half-written
+
+
+def test_interactive_chat_like_xtuner(demo_summary):
+    r = subprocess.run([sys.executable, "-m", "studio", "chat", demo_summary["base_model"], "--adapter",
+                        demo_summary["adapter"], "--max-new-tokens", "24"], cwd=REPO, input="你是谁？\nRESET\nEXIT\n",
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    assert "小天" in r.stdout and "EXIT" in r.stderr and "(conversation reset)" in r.stderr
+
+
+def test_full_finetune_on_pretraining_text(demo_summary, tmp_path):
+    """The other paradigm: plain text (loss on every token), full fine-tuning, saved as a whole model."""
+    from core.data import read_samples
+
+    data = tmp_path / "pretrain.jsonl"
+    data.write_text("\n".join(json.dumps({"conversation": [{"input": "", "output": f"The number {i} follows {i - 1}."}]})
+                              for i in range(1, 80)) + "\n", encoding="utf-8")
+    assert next(iter(read_samples(data)))["messages"][0]["role"] == "pretrain"
+    cfg = _config(tmp_path, demo_summary, method="full", max_steps=30, lr=1e-3, save_steps=15)
+    text = cfg.read_text().replace(str(tmp_path / "general.jsonl"), str(data))
+    cfg.write_text(text)
+    work = tmp_path / "full"
+    r = studio("train", str(cfg), "--work-dir", str(work))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "method: full fine-tuning" in r.stderr
+    rows = rundir.metrics(work)
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert (work / "model" / "config.json").is_file() and not (work / "adapter").exists()
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n", encoding="utf-8")
+    r = studio("chat", str(work / "model"), "--prompts", str(prompts), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["prompt"] == "hello", r.stderr[-2000:]
