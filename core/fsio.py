@@ -13,17 +13,21 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temp file beside `path`; on a clean exit it is fsynced and renamed over `path`.
+
+    On any error (or SIGKILL) the temp file goes and `path` keeps its old content, if any.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -31,7 +35,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -42,30 +52,30 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> tuple[Path, int]:
-    """Stream `rows` to a temp file, then rename; returns (path, rows written).
+def atomic_write_rows(path: str | os.PathLike, rows: Iterable[Any], as_array: bool = False) -> int:
+    """Stream `rows` as JSON lines (or one JSON array) atomically; returns how many were written.
 
-    Rows are written as they come (constant memory); if the iterator raises, no output file
-    appears and the error propagates.
+    Constant memory; if the iterator raises, no output file appears and the error propagates.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False))
-                f.write("\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path, n
+    with atomic_open(path) as f:
+        if as_array:
+            f.write("[")
+        for row in rows:
+            text = json.dumps(row, ensure_ascii=False)
+            if as_array:
+                f.write((",\n" if n else "\n") + text)
+            else:
+                f.write(text + "\n")
+            n += 1
+        if as_array:
+            f.write("\n]\n")
+    return n
+
+
+def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> tuple[Path, int]:
+    """Stream `rows` to a JSON-lines file atomically; returns (path, rows written)."""
+    return Path(path), atomic_write_rows(path, rows)
 
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:

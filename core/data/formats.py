@@ -19,16 +19,15 @@ ends are accepted. JSON lines stream (constant memory); a JSON array is read who
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
+from core.fsio import atomic_write_rows
 
 # fmt name -> what it reads. "canonical" is "openai" (our own files).
 FORMATS: dict[str, str] = {
@@ -757,32 +756,7 @@ def write_samples(samples: Iterable[dict], path: str | os.PathLike, to: str = "o
     conv = _WRITERS[to]
     out_dir = path.resolve().parent
     as_array = path.suffix == ".json" or (path.suffix != ".jsonl" and to in _ARRAY_BY_DEFAULT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if as_array:
-                f.write("[")
-            for s in samples:
-                rec = conv(s, n + 1, out_dir)
-                if as_array:
-                    f.write(",\n" if n else "\n")
-                    f.write(json.dumps(rec, ensure_ascii=False, indent=None))
-                else:
-                    f.write(json.dumps(rec, ensure_ascii=False))
-                    f.write("\n")
-                n += 1
-            if as_array:
-                f.write("\n]\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return n
+    return atomic_write_rows(path, (conv(s, i, out_dir) for i, s in enumerate(samples, 1)), as_array=as_array)
 
 
 def family_format(fmt: str) -> str:

@@ -8,17 +8,16 @@ and read LLaMA-Factory's dataset_info.json.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from core.data.formats import IMAGE_TOKEN, _sniff, detect_format, iter_records, read_samples
 from core.errors import DataError
+from core.fsio import atomic_write_rows
 
 # Values under these keys are paths or ids, not text: a rename must not touch them.
 _NOT_TEXT = {"image", "images", "image_url", "url", "id", "file_name", "audios", "videos"}
@@ -88,35 +87,8 @@ def replace_in_file(path: str | os.PathLike, old: str, new: str, out: str | os.P
         return report
     if out is None:
         raise DataError(path, None, "-o", "an output file is needed (or use --dry-run)")
-    _atomic_stream(out, rows(), jsonl)
+    atomic_write_rows(out, rows(), as_array=not jsonl)
     return report
-
-
-def _atomic_stream(out: str | os.PathLike, rows: Iterable[Any], jsonl: bool) -> int:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if not jsonl:
-                f.write("[")
-            for r in rows:
-                if jsonl:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-                else:
-                    f.write((",\n" if n else "\n") + json.dumps(r, ensure_ascii=False))
-                n += 1
-            if not jsonl:
-                f.write("\n]\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return n
 
 
 # ---------------------------------------------------------------------------- repeat
@@ -144,7 +116,7 @@ def repeat_file(path: str | os.PathLike, n: int, out: str | os.PathLike) -> dict
             for _line, rec in iter_records(path):
                 yield rec
 
-    written = _atomic_stream(out, rows(), jsonl)
+    written = atomic_write_rows(out, rows(), as_array=not jsonl)
     return {"format": fmt, "records": k, "written": written, "out": str(out)}
 
 
