@@ -48,6 +48,19 @@ def resolve_config_path(config: str | os.PathLike) -> Path:
     raise StudioError(f"no config file at {p}", hint="give a YAML path or a recipe name from: python -m studio list-cfg")
 
 
+def _has_chat_template(folder: Path) -> bool:
+    """Does the tokenizer in `folder` carry a chat template? (True when it cannot tell: the trainer decides)"""
+    import json
+
+    if any((folder / n).exists() for n in ("chat_template.jinja", "chat_template.json", "additional_chat_templates")):
+        return True
+    try:
+        tc = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(tc, dict) or bool(tc.get("chat_template"))
+
+
 def preflight(cfg: RunConfig) -> RunConfig:
     """Checks that would otherwise fail minutes later in the trainer; paths made absolute."""
     from core.models import looks_like_hub_id
@@ -66,6 +79,10 @@ def preflight(cfg: RunConfig) -> RunConfig:
                 raise StudioError(f"pretrained_model_name_or_path: {p} has no config.json",
                                   hint="expected a Hugging Face model folder (config.json, weights, tokenizer)")
             cfg.pretrained_model_name_or_path = str(p.resolve())
+            if cfg.prompt_template in ("auto", "") and cfg.model_type != "llava" and not _has_chat_template(p):
+                raise StudioError(f"prompt_template: the tokenizer in {p} has no chat template and prompt_template "
+                                  "is 'auto'", hint="set prompt_template to one of internlm2_chat, qwen_chat, "
+                                  "llama3_chat, default (the one the model was trained with)")
         elif not looks_like_hub_id(name):
             raise StudioError(f"pretrained_model_name_or_path: model path {name} does not exist",
                               hint="expected a model folder, a hub id like Qwen/Qwen2.5-0.5B-Instruct, or 'tiny'")
