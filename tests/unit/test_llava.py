@@ -232,3 +232,28 @@ def test_build_from_a_full_clip_checkpoint_adds_the_image_token(tmp_path):
     before = (out / "model.safetensors").stat().st_mtime_ns
     assert build_llava_model(tmp_path / "lm", tmp_path / "clip", out) == out  # cached: not rebuilt
     assert (out / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_llm_plus_vision_encoder_is_built_once_into_the_workspace(tmp_path):
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+
+    from core.config import config_from_dict
+    from core.llava import _base_llava
+    from core.models import model_type_of
+    from core.tiny import build_tiny_model
+
+    lm = build_tiny_model(tmp_path / "lm")
+    clip = tmp_path / "clip"
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                     image_size=32, patch_size=16)).save_pretrained(clip)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip)
+    cfg = config_from_dict({"model_type": "llava", "pretrained_model_name_or_path": str(lm),
+                            "visual_encoder_name_or_path": str(clip), "data_path": "x"})
+    logs: list[str] = []
+    built = _base_llava(cfg, logs.append)
+    assert model_type_of(built) == "llava" and built.parent.name == "models" and "building" in logs[0]
+    stamp = (built / "model.safetensors").stat().st_mtime_ns
+    assert _base_llava(cfg, logs.append) == built and (built / "model.safetensors").stat().st_mtime_ns == stamp
+    # a LLaVA folder is used as it is; the vision encoder setting is then moot
+    cfg2 = config_from_dict({**cfg.to_dict(), "pretrained_model_name_or_path": str(built)})
+    assert _base_llava(cfg2, logs.append) == built and "ignored" in logs[-1]
