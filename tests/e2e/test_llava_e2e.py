@@ -179,3 +179,15 @@ def test_merge_saves_the_whole_llava_and_reloads(runs):
     assert answer(merged, q, image=str(REFDATA / OPH), max_new_tokens=16) == ANSWER_OPH
     other = answer(merged, q, image=str(REFDATA / BALL), max_new_tokens=16)
     assert "phoropter" not in other and other.startswith("A soccer")
+
+
+def test_stage2_resumes_from_a_checkpoint(runs):
+    """A LLaVA checkpoint (LoRA + projector + optimizer state) picks up where it stopped."""
+    step40 = runs["stage2"] / rundir.CHECKPOINTS / "step-40"
+    assert (step40 / rundir.COMPLETE_MARK).is_file()
+    resumed = runs["root"] / "resumed"
+    studio("train", str(runs["root"] / "stage2.yaml"), "--work-dir", str(resumed), "--resume", str(step40))
+    status = rundir.read_status(resumed)
+    assert status["state"] == "finished" and status["step"] == 80
+    assert rundir.metrics(resumed)[0]["step"] == 41
+    assert rundir.samples(resumed)[-1]["answers"][0]["answer"] == ANSWER_OPH
