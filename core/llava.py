@@ -65,8 +65,15 @@ def _load_vision_tower(vision_path: Path):
     if not isinstance(config, CLIPVisionConfig):
         raise StudioError(f"visual_encoder_name_or_path: {vision_path} is a {config.model_type!r} model, not CLIP",
                           hint="use a CLIP vision encoder such as openai/clip-vit-large-patch14-336")
+    from transformers.utils import logging as hf_logging
+
     dtype = getattr(config, "dtype", None) or torch.float32
-    return CLIPVisionModel.from_pretrained(vision_path, config=config, dtype=dtype)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a full CLIP checkpoint's text half is skipped on purpose: no load report
+    try:
+        return CLIPVisionModel.from_pretrained(vision_path, config=config, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def build_llava_model(llm_path: str | Path, vision_path: str | Path, out_dir: str | Path, *, seed: int = 0,
