@@ -119,7 +119,10 @@ with tab_file:
                                       t("data.over"): h["count"] if h["over_max_length"] else 0}
                                      for h in tok["histogram"]]).set_index("tokens")
                 st.bar_chart(hist, color=["#3b82f6", "#ef4444"], sort=False)
-            st.dataframe(_preview(str(path), mtime), width="stretch", hide_index=True)
+            try:
+                st.dataframe(_preview(str(path), mtime), width="stretch", hide_index=True)
+            except StudioError:  # a file that cannot be parsed at all: the error above names file:line
+                pass
 
 # ---------------------------------------------------------------------------- identity builder
 with tab_id:
