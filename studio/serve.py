@@ -43,7 +43,8 @@ def streamlit_argv(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.enableXsrfProtection", "true",
-            "--server.fileWatcherType", "none", "--server.maxUploadSize", "2048"]
+            "--server.fileWatcherType", "none", "--server.maxUploadSize", "2048",
+            "--client.toolbarMode", "minimal"]  # no "Deploy" button: this studio runs on your own box
 
 
 def check_host(host: str) -> str | None:
