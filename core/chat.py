@@ -277,7 +277,8 @@ def cli_chat(args, out=None) -> int:
             continue
         history.append({"role": "user", "content": prompt})
         pieces = []
-        for piece in stream_answer(chat, [*system, *history], which, image=image if len(history) == 1 else None, **gen):
+        # the image stays part of the conversation: every turn re-sends it with the whole history
+        for piece in stream_answer(chat, [*system, *history], which, image=image, **gen):
             pieces.append(piece)
             print(piece, end="", file=out, flush=True)
         print(file=out)

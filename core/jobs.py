@@ -68,10 +68,10 @@ def preflight(cfg: RunConfig) -> RunConfig:
     name = cfg.pretrained_model_name_or_path
     if not name:
         raise StudioError("pretrained_model_name_or_path: no model given", hint="a folder, a hub id, or 'tiny'")
-    if name == "tiny":
-        from core.tiny import ensure_tiny
+    if name in ("tiny", "tiny-llava"):
+        from core.models import resolve_model
 
-        ensure_tiny()  # built here once, not by every rank of a several-process run
+        resolve_model(name)  # built here once, not by every rank of a several-process run
     else:
         p = Path(name).expanduser()
         if p.exists():

@@ -391,6 +391,9 @@ def _base_llava(cfg, log) -> Path:
     vision = resolve_model(cfg.visual_encoder_name_or_path, cfg.model_hub)
     target = built_llava_dir(base, vision)
     log(f"llava: building {target.name} from {base} + {vision} (cached)")
+    if cfg.llava_stage == "finetune":
+        log("llava: WARNING stage 2 (finetune) is starting from a freshly initialised projector; the tutorial "
+            "runs stage 1 first (the _pretrain recipe) and points pretrained_model_name_or_path at its run's model/")
     return build_llava_model(base, vision, target, seed=cfg.seed)
 
 

@@ -90,6 +90,10 @@ def resolve_model(name: str, hub: str = "auto", *, allow_download: bool = True) 
         from core.tiny import ensure_tiny
 
         return ensure_tiny()
+    if name == "tiny-llava":
+        from core.tiny import ensure_tiny_llava
+
+        return ensure_tiny_llava()
     path = Path(name).expanduser()
     if path.exists():
         folder = _check_folder(path.resolve())
