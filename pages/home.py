@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.workspace import workspace_root
 from studio.ui import state
 from studio.ui.common import page_setup, show_error
 from studio.ui.i18n import t
@@ -16,7 +17,8 @@ st.caption(t("home.intro"))
 
 
 @st.cache_resource(show_spinner=False)
-def _tiny() -> str:
+def _tiny(workspace: str) -> str:
+    # keyed by the workspace: the cache lives as long as the server process, the workspace may not
     from core.tiny import ensure_tiny
 
     return str(ensure_tiny())
@@ -33,7 +35,7 @@ def _environment() -> dict:
 from studio.ui.steps import STEPS, pipeline  # noqa: E402
 
 with st.spinner(t("home.tiny_building")):
-    tiny = _tiny()
+    tiny = _tiny(str(workspace_root()))
 done = pipeline()
 cols = st.columns(len(STEPS))
 for col, step in zip(cols, STEPS, strict=True):
