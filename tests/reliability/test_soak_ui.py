@@ -39,7 +39,7 @@ def _browser():
     opts.binary_location = CHROMIUM
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--window-size=1280,1400", "--js-flags=--max-old-space-size=256"):
+              "--window-size=1280,1400"):
         opts.add_argument(a)
     drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
     drv.set_page_load_timeout(60)
@@ -85,6 +85,18 @@ def navigate(drv, name: str, timeout: float = 60) -> float:
             pass
         time.sleep(0.02)
     raise AssertionError(f"{name} did not render in {timeout}s")
+
+
+def stop_fully(server, port: int, sig: int = signal.SIGTERM) -> None:
+    """Stop the server and wait until its port is free: stop_server waits for the `studio ui` CLI only,
+    and its Streamlit child may still be shutting down (and answering /_stcore/health) for a moment."""
+    import psutil
+
+    stop_server(server, sig)
+    end = time.time() + 30
+    while time.time() < end and any(c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                                    for c in psutil.net_connections("tcp")):
+        time.sleep(0.1)
 
 
 def _streamlit_rss(server) -> int:
@@ -142,7 +154,7 @@ def test_server_restarted_10_times_during_a_run(ws, general_data, tmp_path):
     try:
         open_page(drv, port, "train", wait_text=run.name)  # the first load imports everything
         for i in range(10):
-            stop_server(server, signal.SIGKILL if i % 2 else signal.SIGTERM)  # a crash, or Ctrl-C
+            stop_fully(server, port, signal.SIGKILL if i % 2 else signal.SIGTERM)  # a crash, or Ctrl-C
             assert jobs.pid_alive(pid), f"restart {i + 1}: the run died with the server"
             before = rundir.read_status(run).get("step") or 0
             t0 = time.time()
