@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -75,7 +76,20 @@ def serve(host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> i
     from core.workspace import workspace_root
 
     env["STUDIO_WORKSPACE"] = str(workspace_root())  # pinned, so the server and its runs agree on it
+    # `kill PID` on this CLI must not orphan Streamlit on the port: as an exception, subprocess.call
+    # kills the child before it returns
+    try:
+        old = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        old = None
     try:
         return subprocess.call(streamlit_argv(host, port), env=env)
     except KeyboardInterrupt:
         return 0
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _sigterm_to_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
