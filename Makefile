@@ -8,11 +8,13 @@ PORT ?= 8501
 
 .PHONY: install studio demo test test-all quality bench soak clean
 
+# Recipes are silent (@): `make demo` must leave nothing but its JSON summary on stdout.
 $(STAMP): requirements.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	touch $(STAMP)
+	@echo "installing into $(VENV) (pinned requirements.txt, a few minutes the first time)" >&2
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip >&2
+	@$(BIN)/pip install -q -r requirements.txt >&2
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -21,7 +23,7 @@ studio: $(STAMP)  ## install, build the tiny model, start the UI on 127.0.0.1:85
 	$(BIN)/python -m studio ui --host $(HOST) --port $(PORT)
 
 demo: $(STAMP)  ## the whole pipeline headless on the tiny model; JSON summary on stdout
-	$(BIN)/python -m studio demo
+	@$(BIN)/python -m studio demo
 
 test: $(STAMP)  ## unit + e2e on CPU; GPU tests skip
 	$(BIN)/ruff check .
