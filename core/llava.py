@@ -534,32 +534,16 @@ def merge_llava(base: str, adapter: str, out: str, *, max_shard_size: str = "2GB
     merged folder reloaded from disk, token for token.
     """
     import torch
-    from peft import PeftModel
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    from core.chat import adapter_folder
-    from core.models import resolve_model
+    from core.merge import attach_for_merge, merge_inputs
     from core.templates import stop_token_ids
 
     t0 = time.time()
-    adapter_dir = adapter_folder(adapter)
-    base_dir = resolve_model(base)
-    out_dir = Path(out).resolve()
-    if out_dir == adapter_dir.resolve() or adapter_dir.resolve() in out_dir.parents:
-        raise StudioError(f"output {out_dir} is inside the adapter folder", hint="pick another output folder")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    adapter_dir, base_dir, out_dir, device, dtype = merge_inputs(base, adapter, out, device)
     processor = AutoProcessor.from_pretrained(base_dir)
     model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=dtype).to(device)
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-    except RuntimeError as e:
-        if "size mismatch" in str(e):
-            raise StudioError(f"adapter {adapter_dir} was trained for a different base than {base_dir}",
-                              hint="use the base model named in adapter_config.json") from None
-        raise
-    peft_model.eval()
+    peft_model = attach_for_merge(model, adapter_dir, base_dir)
     run_prompts, run_images = _run_eval(adapter_dir)
     prompts = prompts or run_prompts or ["Please describe this picture"]
     images = images or run_images or [_check_image()]

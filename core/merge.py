@@ -42,15 +42,45 @@ def _dtype(device: str):
     return torch.float32
 
 
+def merge_inputs(base: str, adapter: str, out: str, device: str = "auto") -> tuple[Path, Path, Path, str, object]:
+    """Preconditions of every merge: (adapter folder, base folder, output folder, device, dtype)."""
+    import torch
+
+    from core.chat import adapter_folder
+    from core.models import resolve_model
+
+    adapter_dir = adapter_folder(adapter)
+    base_dir = resolve_model(base)
+    out_dir = Path(out).resolve()
+    if out_dir == adapter_dir.resolve() or adapter_dir.resolve() in out_dir.parents:
+        raise StudioError(f"output {out_dir} is inside the adapter folder", hint="pick another output folder")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return adapter_dir, base_dir, out_dir, device, _dtype(device)
+
+
+def attach_for_merge(model, adapter_dir: Path, base_dir: Path):
+    """The adapter on the full-precision base, in eval mode; a base of the wrong shape is named."""
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except RuntimeError as e:
+        if "size mismatch" in str(e):
+            raise StudioError(f"adapter {adapter_dir} was trained for a different base than {base_dir}",
+                              hint="use the base model named in adapter_config.json") from None
+        raise
+    return peft_model.eval()
+
+
 def merge_adapter(base: str, adapter: str, out: str, *, max_shard_size: str = "2GB", device: str = "auto",
                   check: bool = True, layout: str = "native", prompts: list[str] | None = None,
                   max_new_tokens: int = 32) -> dict:
     """Merge `adapter` into `base`, save to `out`; returns a report with the check's result."""
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.chat import ChatModel, adapter_folder, generate_ids
+    from core.chat import ChatModel, generate_ids
     from core.models import model_type_of, resolve_model
     from core.templates import stop_token_ids
 
@@ -60,28 +90,14 @@ def merge_adapter(base: str, adapter: str, out: str, *, max_shard_size: str = "2
         return merge_llava(base, adapter, out, max_shard_size=max_shard_size, device=device, check=check,
                            prompts=prompts, max_new_tokens=max_new_tokens)
     t0 = time.time()
-    adapter_dir = adapter_folder(adapter)
-    base_dir = resolve_model(base)
-    out_dir = Path(out).resolve()
-    if out_dir == adapter_dir.resolve() or adapter_dir.resolve() in out_dir.parents:
-        raise StudioError(f"output {out_dir} is inside the adapter folder", hint="pick another output folder")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = _dtype(device)
+    adapter_dir, base_dir, out_dir, device, dtype = merge_inputs(base, adapter, out, device)
     tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
     tokenizer = AutoTokenizer.from_pretrained(tok_src)
     if not getattr(tokenizer, "chat_template", None):
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).to(device)
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-    except RuntimeError as e:
-        if "size mismatch" in str(e):
-            raise StudioError(f"adapter {adapter_dir} was trained for a different base than {base_dir}",
-                              hint="use the base model named in adapter_config.json") from None
-        raise
-    peft_model.eval()
+    peft_model = attach_for_merge(model, adapter_dir, base_dir)
     prompts = prompts or _run_prompts(adapter_dir) or DEFAULT_PROMPTS
     chat = ChatModel(model=peft_model, tokenizer=tokenizer, adapters={"default": str(adapter_dir)},
                      stop_ids=stop_token_ids(tokenizer, model.generation_config))
