@@ -57,10 +57,10 @@ chosen = st.query_params.get("run") or state.load().get("run")
 if chosen not in ids:
     chosen = ids[0]
 st.subheader(t("train.runs"))
-st.dataframe([{t("train.col_run"): r["run_id"], t("train.col_state"): f"{STATE_ICON.get(r.get('state'), '')} "
+st.table([{t("train.col_run"): r["run_id"], t("train.col_state"): f"{STATE_ICON.get(r.get('state'), '')} "
                f"{t('state.' + r.get('state', 'queued'))}", t("train.col_step"): f"{r.get('step') or 0}/"
                f"{r.get('max_steps') or '?'}", t("train.col_error"): r.get("error") or ""} for r in runs],
-             hide_index=True, width="stretch")
+             )  # a static table: the interactive grid costs the browser ~0.5 s to load for a few rows
 run_id = st.selectbox(t("train.watch"), ids, index=ids.index(chosen))
 if run_id != st.query_params.get("run"):
     _select(run_id)
@@ -124,7 +124,7 @@ def board(run_dir: Path) -> None:
         table = pd.DataFrame(answers, index=pd.Index(steps, name="step"), columns=prompts)
         flags = pd.DataFrame(changed, index=table.index, columns=prompts)
         styled = table.style.apply(lambda _: flags.map(lambda v: "background-color: #fde68a" if v else ""), axis=None)
-        st.dataframe(styled, width="stretch")
+        st.table(styled)
         st.caption(t("train.changed_note", n=int(flags.iloc[-1].sum()), total=len(prompts)))
     else:
         st.caption(t("train.no_evals"))

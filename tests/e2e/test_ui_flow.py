@@ -67,8 +67,8 @@ def test_identity_config_train_board_chat_merge(tiny_model, tmp_path, monkeypatc
     assert not at.exception
     loss = by_label(at.metric, "loss").value
     assert loss not in ("–", "") and float(loss) > 0
-    assert at.dataframe, "the run list and the evaluation grid are tables"
-    grid = at.dataframe[-1].value
+    assert at.table, "the run list and the evaluation grid are tables"
+    grid = at.table[-1].value
     assert list(grid.index) == [0, 5, 10] and grid.shape[1] == 3  # three evaluation_inputs
 
     # ---- chat A/B: base on the left, the final adapter on the right, one prompt, answers on both sides
