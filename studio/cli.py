@@ -12,31 +12,12 @@ import json
 import os
 import sys
 
-from studio import cli_config, cli_data, cli_publish
+from studio import cli_config, cli_data, cli_publish, output
+from studio.output import emit, split_stdout
 
 
 def _err(*a: object) -> None:
     print(*a, file=sys.stderr, flush=True)
-
-
-# Results go to the real stdout; everything else that writes to fd 1 (library banners, logging
-# handlers bound to sys.stdout at import) is sent to stderr, so `--json` output stays parseable.
-OUT = sys.stdout
-
-
-def _split_stdout() -> None:
-    global OUT
-    try:
-        sys.stdout.flush()
-        real = os.dup(1)
-        os.dup2(2, 1)
-        OUT = os.fdopen(real, "w", buffering=1, encoding="utf-8")
-    except (OSError, ValueError, AttributeError):  # no real fds (e.g. under a test runner's capture)
-        OUT = sys.stdout
-
-
-def emit(text: str) -> None:
-    print(text, file=OUT, flush=True)
 
 
 # ---------------------------------------------------------------------------- spine verbs
@@ -87,7 +68,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from core import chat
 
-    return chat.cli_chat(args, out=OUT)
+    return chat.cli_chat(args, out=output.OUT or sys.stdout)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -227,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         return bench_run.main(raw[1:])
     args = build_parser().parse_args(argv)
     if argv is None:
-        _split_stdout()
+        split_stdout()
     try:
         return int(args.func(args) or 0)
     except StudioError as e:

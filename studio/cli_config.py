@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from studio.output import emit  # results to the real stdout (studio/output.py)
+
 
 def _err(*a: object) -> None:
     print(*a, file=sys.stderr, flush=True)
@@ -27,15 +29,15 @@ def cmd_list_cfg(args: argparse.Namespace) -> int:
         _err(f"no recipe matches {args.pattern!r}; all of them: python -m studio list-cfg")
         return 1
     if args.json:
-        print(json.dumps(names))
+        emit(json.dumps(names))
         return 0
     bar = "=" * 70
-    print(bar)
-    print("PATTERN: " + (args.pattern or "*"))
-    print("-" * 70)
+    emit(bar)
+    emit("PATTERN: " + (args.pattern or "*"))
+    emit("-" * 70)
     for n in names:
-        print(n)
-    print(bar)
+        emit(n)
+    emit(bar)
     return 0
 
 
@@ -43,7 +45,7 @@ def cmd_copy_cfg(args: argparse.Namespace) -> int:
     from core.config.recipes import copy_recipe
 
     dst = copy_recipe(args.name, args.dir, overwrite=args.force)
-    print(dst)
+    emit(dst)
     _err(f"copied; edit it, then: python -m studio train {dst}")
     return 0
 
@@ -65,7 +67,7 @@ def cmd_import_xtuner(args: argparse.Namespace) -> int:
     else:
         _err("not imported: nothing; every setting has an equivalent")
     _err(f"train it: {train_command(out, cfg)}")
-    print(out)
+    emit(out)
     return 0
 
 
@@ -77,9 +79,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     cfg = load_config(resolve_config(args.config))
     est = estimate(cfg, n_gpus=args.gpus)
     if args.json:
-        print(json.dumps(est, ensure_ascii=False, indent=2))
+        emit(json.dumps(est, ensure_ascii=False, indent=2))
     else:
-        print(format_estimate(est))
+        emit(format_estimate(est))
     return 0
 
 

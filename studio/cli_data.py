@@ -18,6 +18,8 @@ import argparse
 import json
 import sys
 
+from studio.output import emit  # results to the real stdout (studio/output.py)
+
 
 def _err(*a: object) -> None:
     print(*a, file=sys.stderr, flush=True)
@@ -75,7 +77,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _err(f"{args.input}: format {st['format']}, {st['records']} records -> {n} samples written to {args.out} "
          f"({to}); dropped: {dropped}")
     if args.json:
-        print(json.dumps({"in": args.input, "format": st["format"], "records": st["records"], "samples": n,
+        emit(json.dumps({"in": args.input, "format": st["format"], "records": st["records"], "samples": n,
                           "dropped": st["dropped"], "out": args.out, "to": to}, ensure_ascii=False))
     return 0
 
@@ -91,7 +93,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if r["errors_total"] > len(r["errors"]):
         _err(f"... and {r['errors_total'] - len(r['errors'])} more errors")
     if args.json:
-        print(json.dumps(r, ensure_ascii=False, indent=2))
+        emit(json.dumps(r, ensure_ascii=False, indent=2))
     else:
         _err(format_report(r))
     return 0 if r["ok"] else 1
@@ -112,7 +114,7 @@ def cmd_replace(args: argparse.Namespace) -> int:
     _err(f"{r['replacements']} replacements of {args.old!r} -> {args.new!r} in {r['records_changed']} of "
          f"{r['records']} records {where}; by field: {fields}")
     if args.json:
-        print(json.dumps(r, ensure_ascii=False, indent=2))
+        emit(json.dumps(r, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -136,7 +138,7 @@ def cmd_llava(args: argparse.Namespace) -> int:
     _err(f"{report['conversations']} conversations ({report['qa_pairs']} Q&A pairs) x {args.repeat} = {n} records "
          f"written to {args.out} ({args.to})")
     if args.json:
-        print(json.dumps(report, ensure_ascii=False, indent=2))
+        emit(json.dumps(report, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from studio.output import emit  # the real stdout: libraries' prints are moved to stderr
+
 
 def _progress(event: dict) -> None:
     msg = event.get("message")
@@ -22,7 +24,6 @@ def _progress(event: dict) -> None:
 def cmd_publish(args: argparse.Namespace) -> int:
     from core.errors import StudioError
     from core.publish import push, resolve_token
-    from studio.cli import emit  # the real stdout: libraries' prints are moved to stderr
 
     card = None
     if args.card:
