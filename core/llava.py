@@ -225,7 +225,9 @@ def _quantization(bits: int):
     if not torch.cuda.is_available():
         raise StudioError(f"{bits}-bit loading needs a CUDA GPU (bitsandbytes)", hint="leave out --bits on this machine")
     # The vision tower and projector stay in 16 bit: they are small and quantizing them costs accuracy.
-    skip = ["vision_tower", PROJECTOR, "lm_head"]
+    # transformers 5 matches these from the start of a module name or as a suffix, older ones as a substring:
+    # ".*name" covers "model.vision_tower...." under the first rule, the bare name under the second
+    skip = ["vision_tower", ".*vision_tower", PROJECTOR, f".*{PROJECTOR}", "lm_head"]
     if bits == 4:
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                   bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=skip)
@@ -428,7 +430,7 @@ def train_llava(cfg, run_dir: Path, resume: str | None = None, deepspeed: str | 
         tokenizer.pad_token = tokenizer.eos_token
 
     dtype = pick_dtype(cfg)
-    kwargs: dict = {"dtype": dtype, "attn_implementation": pick_attention()}
+    kwargs: dict = {"dtype": dtype, "attn_implementation": pick_attention(cfg.attn_implementation)}
     if cfg.method == "qlora" and stage == "finetune":
         kwargs["quantization_config"] = _quantization(4)
         kwargs["device_map"] = {"": local_rank}

@@ -96,7 +96,8 @@ def merge_adapter(base: str, adapter: str, out: str, *, max_shard_size: str = "2
     if not getattr(tokenizer, "chat_template", None):
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).to(device)
+    # straight onto the device: a 7B base is not staged in CPU memory first
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, device_map=device)
     peft_model = attach_for_merge(model, adapter_dir, base_dir)
     prompts = prompts or _run_prompts(adapter_dir) or DEFAULT_PROMPTS
     chat = ChatModel(model=peft_model, tokenizer=tokenizer, adapters={"default": str(adapter_dir)},

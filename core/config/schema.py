@@ -105,6 +105,10 @@ class RunConfig:
 
     # ---- schedule
     batch_size: int = _f(1, "Samples (or packed rows) per device per step.", "每张卡每步的样本（或拼接行）数。", "schedule")
+    micro_batch_size: int = _f(0, "Rows per forward pass; 0 = auto: batch_size x accumulative_counts rows per optimizer "
+                               "step in as few passes as fit in GPU memory (same result, faster).",
+                               "每次前向的行数；0 = 自动：每个优化步 batch_size × accumulative_counts 行，"
+                               "在显存允许时合并成更少的前向（结果相同，更快）。", "schedule")
     accumulative_counts: int = _f(16, "Gradient accumulation: backward passes per optimizer step.",
                                   "梯度累积：每多少次反向传播更新一次参数。", "schedule")
     max_epochs: float = _f(3, "Passes over the data.", "训练轮数。", "schedule")
@@ -123,6 +127,11 @@ class RunConfig:
     gradient_checkpointing: str = _f("auto", "Recompute activations to save memory; auto turns it on for big models on GPU.",
                                      "重计算激活以节省显存；auto 在 GPU 大模型上开启。", "schedule",
                                      ("auto", "true", "false"))
+    attn_implementation: str = _f("auto", "Attention kernel: auto = flash-attn if installed, else PyTorch's varlen flash "
+                                  "kernel (studio_varlen) on a GPU, else sdpa.",
+                                  "注意力实现：auto 优先 flash-attn，其次 PyTorch 自带的变长 flash 内核（studio_varlen），CPU 上用 sdpa。",
+                                  "schedule", ("auto", "studio_varlen", "sdpa", "flex_attention", "flash_attention_2",
+                                               "eager"))
     seed: int = _f(42, "Random seed (data order, LoRA init, dropout).", "随机种子。", "schedule")
     deepspeed: str = _f("none", "DeepSpeed ZeRO stage for multi-GPU runs.", "多卡训练的 DeepSpeed ZeRO 阶段。",
                         "schedule", DEEPSPEED)
@@ -250,6 +259,11 @@ def validate(cfg: RunConfig, source: str | None = None) -> None:
         raise ConfigError("lora_dropout", f"must be in [0, 1), got {cfg.lora_dropout}", source)
     if cfg.dataloader_num_workers < 0:
         raise ConfigError("dataloader_num_workers", "must be >= 0", source)
+    if cfg.micro_batch_size < 0 or (cfg.micro_batch_size and (cfg.batch_size * cfg.accumulative_counts)
+                                    % cfg.micro_batch_size):
+        raise ConfigError("micro_batch_size", f"must be 0 (auto) or divide batch_size x accumulative_counts = "
+                                              f"{cfg.batch_size * cfg.accumulative_counts}, got {cfg.micro_batch_size}",
+                          source)
 
 
 def config_from_dict(data: dict[str, Any], source: str | None = None) -> RunConfig:

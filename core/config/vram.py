@@ -168,10 +168,12 @@ def _use_checkpointing(cfg: RunConfig, n_params: int) -> bool:
     return n_params >= 1_000_000_000  # 'auto': on for >= 1B-parameter models (assumption, stated in the output)
 
 
-def estimate(cfg: RunConfig, n_gpus: int = 1, shape: dict[str, Any] | None = None) -> dict[str, Any]:
+def estimate(cfg: RunConfig, n_gpus: int = 1, shape: dict[str, Any] | None = None,
+             fused_loss: bool = False) -> dict[str, Any]:
     """GPU memory of one training step on one of `n_gpus` GPUs: total GiB, a breakdown and the formula.
 
-    `shape` overrides the lookup (tests, or a model not on disk yet).
+    `shape` overrides the lookup (tests, or a model not on disk yet). `fused_loss`: the engine runs
+    Liger's fused linear cross-entropy, which never holds the whole logits tensor.
     """
     if n_gpus < 1:
         raise StudioError(f"n_gpus must be >= 1, got {n_gpus}")
@@ -230,7 +232,11 @@ def estimate(cfg: RunConfig, n_gpus: int = 1, shape: dict[str, Any] | None = Non
     act_ckpt = tokens * act_b * (L * h + per_layer)
     act_full = tokens * act_b * L * per_layer
     activations = act_ckpt if ckpt else act_full
+    # logits in 16-bit, their fp32 upcast and its gradient; the fused loss works on chunks of rows instead
     logits = tokens * V * (act_b + 4 + 4)
+    if fused_loss:
+        logits = min(logits, 8 * 1024 * V * (act_b + 4 + 4)) / 4
+        notes.append("fused linear cross-entropy: logits computed chunk by chunk")
 
     total = weights + lora_w + grads + opt + activations + logits
     breakdown = {

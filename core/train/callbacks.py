@@ -5,6 +5,7 @@ Only rank 0 writes files (several-GPU runs run these callbacks on every rank).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -143,14 +144,18 @@ class EvalSamplesCallback(TrainerCallback):
 
         was_training = model.training
         model.eval()
+        # the training step's mixed precision: the engine lets LoRA layers skip their fp32 input cast
+        dtype = getattr(model, "dtype", torch.float32)
+        half = torch.cuda.is_available() and dtype in (torch.bfloat16, torch.float16)
         answers = []
         try:
-            for i, prompt in enumerate(self.prompts):
-                messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
-                    {"role": "user", "content": prompt}]
-                image = self.images[i] if i < len(self.images) else None
-                answers.append(generate_text(model, self.tokenizer, messages, max_new_tokens=self.max_new_tokens,
-                                             image=image, processor=self.processor))
+            with torch.autocast("cuda", dtype=dtype) if half else contextlib.nullcontext():
+                for i, prompt in enumerate(self.prompts):
+                    messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
+                        {"role": "user", "content": prompt}]
+                    image = self.images[i] if i < len(self.images) else None
+                    answers.append(generate_text(model, self.tokenizer, messages, max_new_tokens=self.max_new_tokens,
+                                                 image=image, processor=self.processor))
         finally:
             if was_training:
                 model.train()

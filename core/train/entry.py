@@ -41,18 +41,28 @@ def pick_dtype(cfg: RunConfig):
     return torch.float32
 
 
-def pick_attention() -> str:
-    """flash-attn when installed on a GPU (varlen packing for free), else PyTorch sdpa."""
+def pick_attention(wanted: str = "auto") -> str:
+    """flash-attn when installed on a GPU, else PyTorch's own varlen flash kernel, else sdpa; a set value wins.
+
+    Both flash paths skip the blocks between packed samples instead of masking them (sdpa with a
+    block-diagonal mask falls back from its flash kernel to the slower memory-efficient one).
+    """
     import torch
 
-    if torch.cuda.is_available():
+    from core.train import varlen
+
+    if wanted == "auto" and torch.cuda.is_available():
         try:
             import flash_attn  # noqa: F401
 
-            return "flash_attention_2"
+            wanted = "flash_attention_2"
         except ImportError:
-            pass
-    return "sdpa"
+            wanted = varlen.NAME if varlen.available() else "sdpa"
+    elif wanted == "auto":
+        wanted = "sdpa"
+    if wanted == varlen.NAME:
+        varlen.register()
+    return wanted
 
 
 def load_tokenizer(model_path: Path, cfg: RunConfig):
@@ -71,7 +81,7 @@ def load_model(model_path: Path, cfg: RunConfig, dtype, local_rank: int = 0):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code, "attn_implementation": pick_attention()}
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code, "attn_implementation": pick_attention(cfg.attn_implementation)}
     if cfg.method == "qlora":
         if not torch.cuda.is_available():
             raise StudioError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit)", hint="use method: lora on this machine")
@@ -87,7 +97,8 @@ def load_model(model_path: Path, cfg: RunConfig, dtype, local_rank: int = 0):
     return model
 
 
-def use_grad_checkpointing(cfg: RunConfig, model_path: Path | None, n_params: int) -> tuple[bool, str]:
+def use_grad_checkpointing(cfg: RunConfig, model_path: Path | None, n_params: int,
+                           liger: bool = False) -> tuple[bool, str]:
     """Recompute activations only where memory needs it (it costs ~1/3 more compute)."""
     import dataclasses
 
@@ -103,7 +114,7 @@ def use_grad_checkpointing(cfg: RunConfig, model_path: Path | None, n_params: in
 
         probe = dataclasses.replace(cfg, gradient_checkpointing="false",
                                     pretrained_model_name_or_path=str(model_path or cfg.pretrained_model_name_or_path))
-        need = estimate(probe)["total_gib"] * 2**30
+        need = estimate(probe, fused_loss=liger)["total_gib"] * 2**30
     except Exception:  # no shape known: fall back on size alone
         need = n_params * 18.0
     if need < 0.85 * free:
@@ -132,18 +143,71 @@ def use_liger(model) -> tuple[bool, str]:
     return True, f"{family}: fused linear cross-entropy, RMSNorm, RoPE, SwiGLU"
 
 
+def split_micro_batches(cfg: RunConfig, model_path: Path | None, checkpointing: bool, liger: bool) -> tuple[int, int, str]:
+    """(micro-batch, accumulation) for the same rows per optimizer step, in as few micro-batches as fit.
+
+    batch_size x accumulative_counts rows per optimizer step is what the user chose; how many of them go
+    through the GPU at once is the engine's business. The loss is normalised by the tokens of the whole
+    optimizer step, so the result is the same, only faster when the GPU has room.
+    """
+    import dataclasses
+
+    import torch
+
+    total = cfg.batch_size * cfg.accumulative_counts
+    if cfg.micro_batch_size > 0:
+        if total % cfg.micro_batch_size:
+            raise StudioError(f"micro_batch_size: {cfg.micro_batch_size} does not divide batch_size x "
+                              f"accumulative_counts = {total}")
+        return cfg.micro_batch_size, total // cfg.micro_batch_size, "set in the config"
+    if not torch.cuda.is_available() or cfg.accumulative_counts == 1 or cfg.deepspeed != "none":
+        return cfg.batch_size, cfg.accumulative_counts, "as configured"
+    from core.config.vram import estimate
+
+    room = 0.8 * torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    for m in sorted((m for m in range(cfg.batch_size + 1, total + 1) if total % m == 0), reverse=True):
+        probe = dataclasses.replace(cfg, batch_size=m, accumulative_counts=total // m,
+                                    gradient_checkpointing="true" if checkpointing else "false",
+                                    pretrained_model_name_or_path=str(model_path or cfg.pretrained_model_name_or_path))
+        try:
+            need = estimate(probe, fused_loss=liger)["total_gib"] * 2**30
+        except Exception:  # no shape known: keep the user's split
+            break
+        if need < room:
+            return m, total // m, f"estimate {need / 2**30:.1f} GiB fits in 80% of the GPU"
+    return cfg.batch_size, cfg.accumulative_counts, "as configured (a bigger micro-batch would not fit)"
+
+
 def add_lora(model, cfg: RunConfig, checkpointing: bool):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        import torch
+
+        if getattr(model, "dtype", None) == torch.bfloat16:
+            # PEFT's prepare_model_for_kbit_training would also upcast every 16-bit weight left (embeddings,
+            # head, norms) to fp32: +2.2 GiB on a 7B for nothing, since bf16 autocast computes in bf16 anyway
+            for p in model.parameters():
+                p.requires_grad_(False)
+        else:  # fp16 norms can overflow: keep PEFT's fp32 upcast there
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     targets = cfg.lora_target_modules
     target = "all-linear" if targets in (["all-linear"], ["all_linear"]) else targets
     lora = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
         modules_to_save=cfg.lora_modules_to_save or None, task_type="CAUSAL_LM", bias="none",
     )
-    return get_peft_model(model, lora)
+    model = get_peft_model(model, lora)
+    import torch
+
+    if torch.cuda.is_available() and model.dtype in (torch.bfloat16, torch.float16):
+        # LoRA weights are fp32; PEFT casts each layer's input to fp32 first (a full copy of the activations
+        # per LoRA layer, forward and backward: ~17% of a 7B step). Under the Trainer's autocast the matmul
+        # runs in 16-bit anyway, so the cast is skipped.
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
+    return model
 
 
 def _data_cache_key(cfg: RunConfig, tokenizer, path: Path) -> str:
@@ -243,6 +307,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
                   stop_flag: dict | None = None, deepspeed: str | None = None, is_main: bool = True,
                   extra_callbacks: list | None = None):
     """The engine: LoRA/QLoRA/full on the given model, speed choices made and logged, Trainer ready."""
+    import dataclasses
+
     import torch
     from transformers import Trainer
 
@@ -250,8 +316,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
     from core.train.dataset import Collator
 
     n_params = sum(p.numel() for p in model.parameters())
-    checkpointing, why_ckpt = use_grad_checkpointing(cfg, model_path, n_params)
     liger, why_liger = use_liger(model)
+    checkpointing, why_ckpt = use_grad_checkpointing(cfg, model_path, n_params, liger)
     if cfg.method in ("lora", "qlora"):
         model = add_lora(model, cfg, checkpointing)
         if checkpointing:
@@ -266,16 +332,24 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
         f"gradient checkpointing {'on' if checkpointing else 'off'} ({why_ckpt}), "
         f"liger {'on' if liger else 'off'} ({why_liger}), device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length)
-    args = training_args(cfg, run_dir, dtype, checkpointing, deepspeed, liger)
-    log(f"optimizer: {getattr(args.optim, 'value', args.optim)}; tokens per optimizer step <= {cfg.batch_size * cfg.accumulative_counts * cfg.max_length}")
+    micro, accum, why_micro = split_micro_batches(cfg, model_path, checkpointing, liger)
+    args = training_args(dataclasses.replace(cfg, batch_size=micro, accumulative_counts=accum), run_dir, dtype,
+                         checkpointing, deepspeed, liger)
+    log(f"optimizer: {getattr(args.optim, 'value', args.optim)}; {micro} row(s) x {accum} accumulation per optimizer "
+        f"step ({why_micro}), <= {micro * accum * cfg.max_length} tokens")
     callbacks = [
         RunDirCallback(run_dir, cfg.save_total_limit, stop_flag if stop_flag is not None else {}, is_main),
         EvalSamplesCallback(run_dir, tokenizer, cfg.evaluation_inputs, cfg.SYSTEM, cfg.evaluation_freq,
                             cfg.eval_max_new_tokens, is_main),
         *(extra_callbacks or []),
     ]
-    return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                   processing_class=tokenizer, callbacks=callbacks)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer, callbacks=callbacks)
+    if not cfg.shuffle:  # rows in file order (packing already placed them); the Trainer always shuffles otherwise
+        from torch.utils.data import SequentialSampler
+
+        trainer._get_train_sampler = lambda *a, **k: SequentialSampler(dataset)
+    return trainer
 
 
 def train(cfg: RunConfig, run_dir: Path, resume: str | None = None, deepspeed: str | None = None,
