@@ -1,0 +1,56 @@
+"""Warm-up of what the pages import, once per server process, in a background thread.
+
+A page's first visit otherwise pays for its imports (transformers for the token statistics, pandas
+and the chart code for the Train board, the VRAM estimator for Config): several tenths of a second
+each on a 2-core box. app.py calls start() on every run; only the first call does anything.
+
+    STUDIO_TIMING=1 python -m studio ui     # also logs each page run's seconds to stderr
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+
+_started = threading.Event()
+MODULES = ("pandas", "altair", "transformers", "core.data", "core.config.vram", "core.config.command",
+           "core.chat", "core.merge", "studio.ui.board", "studio.ui.configform", "studio.ui.files")
+
+
+def _work() -> None:
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module that cannot import here fails on its page with a real message
+            continue
+    try:  # the symbol the Data page's token statistics reach for (transformers imports it lazily)
+        from transformers import AutoTokenizer  # noqa: F401
+    except Exception:
+        pass
+
+
+def start() -> None:
+    """Begin the warm-up unless it has begun in this process."""
+    if _started.is_set():
+        return
+    _started.set()
+    threading.Thread(target=_work, name="studio-warm-up", daemon=True).start()
+
+
+def timed(label: str):
+    """Context manager that prints how long a page run took (when STUDIO_TIMING is set)."""
+    import contextlib
+    import os
+    import sys
+
+    @contextlib.contextmanager
+    def _cm():
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if os.environ.get("STUDIO_TIMING"):
+                print(f"[studio timing] {label}: {time.perf_counter() - t0:.3f}s", file=sys.stderr, flush=True)
+
+    return _cm()
