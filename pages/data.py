@@ -59,11 +59,14 @@ def _use(path: Path) -> None:
     st.toast(t("data.now_current", name=path.name))
 
 
-tab_file, tab_id, tab_replace, tab_repeat, tab_llava = st.tabs(
-    [t("data.tab_file"), t("data.tab_identity"), t("data.tab_replace"), t("data.tab_repeat"), t("data.tab_llava")])
+# One tool drawn at a time (tabs would draw all five, uploaders included, on every visit)
+TOOLS = {"file": "data.tab_file", "identity": "data.tab_identity", "replace": "data.tab_replace",
+         "repeat": "data.tab_repeat", "llava": "data.tab_llava"}
+tool = st.radio(t("data.tool"), list(TOOLS), format_func=lambda k: t(TOOLS[k]), horizontal=True, key="data_tool",
+                label_visibility="collapsed")
 
 # ---------------------------------------------------------------------------- a file: pick, upload, inspect
-with tab_file:
+if tool == "file":
     up = st.file_uploader(t("data.upload"), type=["json", "jsonl"])
     if up is not None:
         try:
@@ -125,7 +128,7 @@ with tab_file:
                 pass
 
 # ---------------------------------------------------------------------------- identity builder
-with tab_id:
+if tool == "identity":
     with st.form("identity"):
         c1, c2 = st.columns(2)
         name = c1.text_input(t("data.id_name"), value="小天", key="id_name")
@@ -155,7 +158,7 @@ with tab_id:
             show_error(e)
 
 # ---------------------------------------------------------------------------- replace / repeat
-with tab_replace:
+if tool == "replace":
     src = state.load().get("data")
     if not src:
         st.info(t("data.none"))
@@ -186,7 +189,7 @@ with tab_replace:
         elif preview or apply:
             st.warning(t("data.old_needed"))
 
-with tab_repeat:
+if tool == "repeat":
     src = state.load().get("data")
     if not src:
         st.info(t("data.none"))
@@ -207,7 +210,7 @@ with tab_repeat:
                 show_error(e)
 
 # ---------------------------------------------------------------------------- LLaVA builder
-with tab_llava:
+if tool == "llava":
     st.caption(t("data.llava_intro"))
     images = st.file_uploader(t("data.llava_images"), type=["png", "jpg", "jpeg", "webp", "bmp"],
                               accept_multiple_files=True)

@@ -43,6 +43,24 @@ for col, step in zip(cols, STEPS, strict=True):
     col.markdown(f"{'✅' if ok else '⬜'} **{t('step.' + step)}**")
     col.caption(detail or t("step.todo"))
 
+# ---------------------------------------------------------------------------- recent runs
+# (also the first page to draw a table and a chart: the browser loads that code here, during the first
+# load, and not on the first visit to Data or Train)
+from core import jobs, rundir  # noqa: E402
+
+runs = jobs.list_runs()[:5]
+st.subheader(t("home.recent_runs"))
+st.dataframe([{t("train.col_run"): r["run_id"], t("train.col_state"): r.get("state", ""),
+               t("home.col_step"): f"{r.get('step') or 0}/{r.get('max_steps') or '?'}",
+               t("home.col_loss"): r.get("loss")} for r in runs] or
+             [{t("train.col_run"): t("home.no_runs"), t("train.col_state"): "", t("home.col_step"): "",
+               t("home.col_loss"): None}], hide_index=True, width="stretch")
+if runs:
+    losses = {m["step"]: m["loss"] for m in rundir.metrics(runs[0]["run_dir"]) if "loss" in m}
+    if losses:
+        st.caption(t("home.latest_loss", run=runs[0]["run_id"]))
+        st.line_chart({"loss": list(losses.values())}, height=160)
+
 # ---------------------------------------------------------------------------- base model
 st.subheader(t("home.model"))
 current = state.load().get("model") or tiny
@@ -122,4 +140,17 @@ c4.metric(t("home.disk"), f"{env['disk_free_gib']}/{env['disk_total_gib']} GiB")
 if not env["gpus"]:
     st.info(t("home.cpu_note"))
 st.caption(t("home.workspace_line", path=env["workspace"], cpus=env["cpus"], python=env["python"]))
+usage = {t("home.ram"): (env["ram_total_gib"] - env["ram_available_gib"], env["ram_available_gib"]),
+         t("home.disk"): (env["disk_total_gib"] - env["disk_free_gib"], env["disk_free_gib"])}
+for g in env["gpus"][:4]:
+    usage[f"GPU {g.get('index', len(usage) - 2)}"] = (g["total_gib"] - g["free_gib"], g["free_gib"])
+import pandas as pd  # noqa: E402
+
+st.bar_chart(pd.DataFrame({t("home.used"): [u for u, _ in usage.values()], t("home.free"): [f for _, f in usage.values()]},
+                          index=list(usage)), horizontal=True, stack=True, height=60 + 30 * len(usage),
+             y_label="GiB", color=["#ef4444", "#22c55e"])
+from studio.serve import ssh_hint  # noqa: E402
+
+st.caption(t("home.laptop"))
+st.code(ssh_hint(int(st.get_option("server.port") or 8501)), language="bash")
 st.table({"package": list(env["versions"]), "version": list(env["versions"].values())})

@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 
 from studio.ui.common import current_lang  # noqa: E402
 from studio.ui.i18n import t  # noqa: E402
-from studio.ui.warm import start as warm_up  # noqa: E402
+from studio.ui.warm import ensure as warm_up  # noqa: E402
 from studio.ui.warm import timed  # noqa: E402
 
 PAGES = [("home", "🏠", True), ("data", "📄", False), ("config", "⚙️", False), ("train", "📈", False),
@@ -30,6 +30,6 @@ st.set_page_config(page_title="Fine-Tune Studio", page_icon="🛠️", layout="w
 current_lang()
 nav = st.navigation([st.Page(ROOT / "pages" / f"{name}.py", title=t(f"nav.{name}"), icon=icon, url_path=name,
                              default=default) for name, icon, default in PAGES])
-warm_up()  # the other pages' imports load while the user reads this one
+warm_up()  # the first load imports what every page needs, so no page's first visit pays for it
 with timed(nav.url_path or "home"):
     nav.run()

@@ -1,8 +1,10 @@
-"""Warm-up of what the pages import, once per server process, in a background thread.
+"""Warm-up of what the pages import, once per server process, during the app's first load.
 
 A page's first visit otherwise pays for its imports (transformers for the token statistics, pandas
 and the chart code for the Train board, the VRAM estimator for Config): several tenths of a second
-each on a 2-core box. app.py calls start() on every run; only the first call does anything.
+each on a 2-core box. app.py calls ensure() before every run; only the first call imports. It runs
+in the script thread, under a lock, and not in a background thread: transformers' lazy module is not
+safe to import from two threads at once ("cannot import name 'GenerationConfig'").
 
     STUDIO_TIMING=1 python -m studio ui     # also logs each page run's seconds to stderr
 """
@@ -13,29 +15,30 @@ import importlib
 import threading
 import time
 
-_started = threading.Event()
+_lock = threading.Lock()
+_done = False
 MODULES = ("pandas", "altair", "transformers", "core.data", "core.config.vram", "core.config.command",
            "core.chat", "core.merge", "studio.ui.board", "studio.ui.configform", "studio.ui.files")
 
 
-def _work() -> None:
-    for name in MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception:  # a module that cannot import here fails on its page with a real message
-            continue
-    try:  # the symbol the Data page's token statistics reach for (transformers imports it lazily)
-        from transformers import AutoTokenizer  # noqa: F401
-    except Exception:
-        pass
-
-
-def start() -> None:
-    """Begin the warm-up unless it has begun in this process."""
-    if _started.is_set():
+def ensure() -> None:
+    """Import what the pages need, once per process; concurrent first sessions wait for the first."""
+    global _done
+    if _done:
         return
-    _started.set()
-    threading.Thread(target=_work, name="studio-warm-up", daemon=True).start()
+    with _lock:
+        if _done:
+            return
+        for name in MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # a module that cannot import here fails on its page with a real message
+                continue
+        try:  # the symbol the Data page's token statistics reach for (transformers imports it lazily)
+            from transformers import AutoTokenizer  # noqa: F401
+        except Exception:
+            pass
+        _done = True
 
 
 def timed(label: str):

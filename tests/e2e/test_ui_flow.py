@@ -28,6 +28,7 @@ def test_identity_config_train_board_chat_merge(tiny_model, tmp_path, monkeypatc
 
     # ---- data: identity builder
     at = page("data").run()
+    at.radio(key="data_tool").set_value("identity").run()
     at.text_input(key="id_name").set_value("小天")
     at.number_input(key="id_repeat").set_value(1)
     at.button(key="id_build").click().run()

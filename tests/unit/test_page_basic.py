@@ -72,6 +72,7 @@ def test_home_offline_hub_download_says_so(ws, monkeypatch):
 
 def test_data_identity_then_inspect_shows_report(ws):
     at = page("data").run()
+    at.radio(key="data_tool").set_value("identity").run()
     at.text_input(key="id_name").set_value("Nova")
     at.number_input(key="id_repeat").set_value(1)
     at.slider(key="id_mix").set_value(0.0)
@@ -104,6 +105,7 @@ def test_data_replace_preview_and_apply(ws):
     src.write_text('{"messages": [{"role": "user", "content": "who"}, {"role": "assistant", "content": "I am Bob"}]}\n')
     (ws / "studio.json").write_text(json.dumps({"data": str(src)}))
     at = page("data").run()
+    at.radio(key="data_tool").set_value("replace").run()
     at.text_input(key="rep_old").set_value("Bob")
     at.text_input(key="rep_new").set_value("Ann")
     at.button(key="rep_apply").click().run()
