@@ -44,9 +44,9 @@ for col, step in zip(cols, STEPS, strict=True):
     col.caption(detail or t("step.todo"))
 
 # ---------------------------------------------------------------------------- recent runs
-# (also the first page to draw a table and a chart: the browser loads that code here, during the first
-# load, and not on the first visit to Data or Train)
-from core import jobs, rundir  # noqa: E402
+# (with the memory bars below, the first page to draw a table and a chart: the browser loads that code
+# here, during the first load, and not on the first visit to Data or Train)
+from core import jobs  # noqa: E402
 
 runs = jobs.list_runs()[:5]
 st.subheader(t("home.recent_runs"))
@@ -55,11 +55,6 @@ st.dataframe([{t("train.col_run"): r["run_id"], t("train.col_state"): r.get("sta
                t("home.col_loss"): r.get("loss")} for r in runs] or
              [{t("train.col_run"): t("home.no_runs"), t("train.col_state"): "", t("home.col_step"): "",
                t("home.col_loss"): None}], hide_index=True, width="stretch")
-if runs:
-    losses = {m["step"]: m["loss"] for m in rundir.metrics(runs[0]["run_dir"]) if "loss" in m}
-    if losses:
-        st.caption(t("home.latest_loss", run=runs[0]["run_id"]))
-        st.line_chart({"loss": list(losses.values())}, height=160)
 
 # ---------------------------------------------------------------------------- base model
 st.subheader(t("home.model"))

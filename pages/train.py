@@ -12,7 +12,7 @@ import streamlit as st
 from core import jobs, rundir
 from core.errors import StudioError
 from studio.ui import state
-from studio.ui.board import eval_grid, fmt_seconds, latest, progress, series
+from studio.ui.board import eval_grid, fmt_seconds, latest, progress, series, thin
 from studio.ui.common import page_setup, show_error
 from studio.ui.i18n import t
 from studio.ui.steps import config_files
@@ -87,7 +87,7 @@ c3.code(command or "-", language="bash")
 
 
 # ---------------------------------------------------------------------------- the live board
-@st.fragment(run_every=2)
+@st.fragment(run_every=3)
 def board(run_dir: Path) -> None:
     import pandas as pd
 
@@ -112,7 +112,7 @@ def board(run_dir: Path) -> None:
     if rows:
         charts = st.columns(3)
         for col, key in zip(charts, ("loss", "lr", "grad_norm"), strict=True):
-            data = series(rows, key)
+            data = thin(series(rows, key), 240)
             col.caption(t("train." + key))
             if data:
                 col.line_chart(pd.DataFrame({key: list(data.values())}, index=pd.Index(list(data), name="step")),

@@ -83,7 +83,6 @@ S: dict[str, tuple[str, str]] = {
     "home.no_runs": ("no run yet: start one on the Train page", "还没有训练：在「训练」页开始"),
     "home.col_step": ("step", "步数"),
     "home.col_loss": ("loss", "loss"),
-    "home.latest_loss": ("Loss of {run}", "{run} 的 loss"),
     "home.used": ("used", "已用"),
     "home.free": ("free", "可用"),
     "home.laptop": ("Open the studio from a laptop: forward the port, then browse http://127.0.0.1:<port>",

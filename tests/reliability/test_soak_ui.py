@@ -216,7 +216,7 @@ def test_three_boards_and_a_chat_for_ten_minutes(ws, general_data, tmp_path):
                     assert board and board[0] == "running", (board, drv.find_element("tag name", "body").text[:800])
                     steps.append(board[1])
             rss.append((round(time.time() - t_start, 1), _streamlit_rss(server)))
-            time.sleep(2.0)  # the boards refresh themselves (st.fragment every 2 s) in between
+            time.sleep(2.0)  # the boards refresh themselves (st.fragment every 3 s) in between
         assert jobs.run_state(run)["state"] == "running"
     finally:
         for d in drivers:

@@ -28,3 +28,16 @@ def test_eval_grid_marks_changes_since_previous_evaluation():
     assert steps == [0, 5, 10] and prompts == ["a", "b"]
     assert answers[1] == ["x", "z"]
     assert changed == [[False, False], [False, True], [True, False]]
+
+
+def test_thin_keeps_the_ends_and_at_most_n_evenly_spaced_points():
+    from studio.ui.board import thin
+
+    curve = {step: float(step) for step in range(1, 10_001)}
+    out = thin(curve, 240)
+    assert len(out) == 240 and min(out) == 1 and max(out) == 10_000
+    gaps = [b - a for a, b in zip(list(out), list(out)[1:], strict=False)]
+    assert max(gaps) - min(gaps) <= 1  # evenly spaced
+    assert all(out[k] == curve[k] for k in out)  # values untouched
+    short = {1: 0.5, 2: 0.4}
+    assert thin(short, 240) == short
