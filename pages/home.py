@@ -135,15 +135,15 @@ c4.metric(t("home.disk"), f"{env['disk_free_gib']}/{env['disk_total_gib']} GiB")
 if not env["gpus"]:
     st.info(t("home.cpu_note"))
 st.caption(t("home.workspace_line", path=env["workspace"], cpus=env["cpus"], python=env["python"]))
-usage = {t("home.ram"): (env["ram_total_gib"] - env["ram_available_gib"], env["ram_available_gib"]),
-         t("home.disk"): (env["disk_total_gib"] - env["disk_free_gib"], env["disk_free_gib"])}
+usage = {"RAM": (env["ram_total_gib"] - env["ram_available_gib"], env["ram_available_gib"]),
+         t("home.disk_short"): (env["disk_total_gib"] - env["disk_free_gib"], env["disk_free_gib"])}
 for g in env["gpus"][:4]:
-    usage[f"GPU {g.get('index', len(usage) - 2)}"] = (g["total_gib"] - g["free_gib"], g["free_gib"])
+    usage[f"GPU {g.get('index', 0)}"] = (g["total_gib"] - g["free_gib"], g["free_gib"])
 import pandas as pd  # noqa: E402
 
 st.bar_chart(pd.DataFrame({t("home.used"): [u for u, _ in usage.values()], t("home.free"): [f for _, f in usage.values()]},
-                          index=list(usage)), horizontal=True, stack=True, height=60 + 30 * len(usage),
-             y_label="GiB", color=["#ef4444", "#22c55e"])
+                          index=list(usage)), stack="normalize", height=220, y_label=t("home.share"),
+             color=["#ef4444", "#22c55e"], width=120 + 90 * len(usage))
 from studio.serve import ssh_hint  # noqa: E402
 
 st.caption(t("home.laptop"))

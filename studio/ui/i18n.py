@@ -84,6 +84,8 @@ S: dict[str, tuple[str, str]] = {
     "home.col_step": ("step", "步数"),
     "home.col_loss": ("loss", "loss"),
     "home.used": ("used", "已用"),
+    "home.disk_short": ("Disk", "磁盘"),
+    "home.share": ("share used / free", "已用 / 可用比例"),
     "home.free": ("free", "可用"),
     "home.laptop": ("Open the studio from a laptop: forward the port, then browse http://127.0.0.1:<port>",
                     "在笔记本上打开：先转发端口，再访问 http://127.0.0.1:<端口>"),
