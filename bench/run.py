@@ -271,8 +271,9 @@ def run_naive(case: Case, folder: Path, samples, steps: int, warmup: int, *, lr:
 
 def _profile_table(prof, n: int = 18) -> list[dict]:
     rows = []
-    events = sorted(prof.key_averages(), key=lambda e: -getattr(e, "device_time_total", 0))
-    total = sum(getattr(e, "self_device_time_total", 0) for e in prof.key_averages()) or 1
+    averages = prof.key_averages()  # one pass over the trace, not one per use
+    events = sorted(averages, key=lambda e: -getattr(e, "device_time_total", 0))
+    total = sum(getattr(e, "self_device_time_total", 0) for e in averages) or 1
     for e in events[:n]:
         rows.append({"op": e.key[:80], "device_ms": round(getattr(e, "device_time_total", 0) / 1e3, 2),
                      "self_share": round(getattr(e, "self_device_time_total", 0) / total, 3), "calls": e.count})

@@ -97,24 +97,35 @@ def load_model(model_path: Path, cfg: RunConfig, dtype, local_rank: int = 0):
     return model
 
 
+def _gpu_bytes() -> int:
+    import torch
+
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+
+
+def _estimate_bytes(cfg: RunConfig, model_path: Path | None, liger: bool, **changes) -> float:
+    """The VRAM estimate of `cfg` with `changes`, for the model folder actually loaded (raises if no shape)."""
+    import dataclasses
+
+    from core.config.vram import estimate
+
+    probe = dataclasses.replace(cfg, pretrained_model_name_or_path=str(model_path or cfg.pretrained_model_name_or_path),
+                                **changes)
+    return estimate(probe, fused_loss=liger)["total_gib"] * 2**30
+
+
 def use_grad_checkpointing(cfg: RunConfig, model_path: Path | None, n_params: int,
                            liger: bool = False) -> tuple[bool, str]:
     """Recompute activations only where memory needs it (it costs ~1/3 more compute)."""
-    import dataclasses
-
     import torch
 
     if cfg.gradient_checkpointing != "auto":
         return cfg.gradient_checkpointing == "true", "set in the config"
     if not torch.cuda.is_available():
         return False, "CPU run"
-    free = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    free = _gpu_bytes()
     try:
-        from core.config.vram import estimate
-
-        probe = dataclasses.replace(cfg, gradient_checkpointing="false",
-                                    pretrained_model_name_or_path=str(model_path or cfg.pretrained_model_name_or_path))
-        need = estimate(probe, fused_loss=liger)["total_gib"] * 2**30
+        need = _estimate_bytes(cfg, model_path, liger, gradient_checkpointing="false")
     except Exception:  # no shape known: fall back on size alone
         need = n_params * 18.0
     if need < 0.85 * free:
@@ -150,27 +161,18 @@ def split_micro_batches(cfg: RunConfig, model_path: Path | None, checkpointing: 
     through the GPU at once is the engine's business. The loss is normalised by the tokens of the whole
     optimizer step, so the result is the same, only faster when the GPU has room.
     """
-    import dataclasses
-
     import torch
 
     total = cfg.batch_size * cfg.accumulative_counts
-    if cfg.micro_batch_size > 0:
-        if total % cfg.micro_batch_size:
-            raise StudioError(f"micro_batch_size: {cfg.micro_batch_size} does not divide batch_size x "
-                              f"accumulative_counts = {total}")
+    if cfg.micro_batch_size > 0:  # validated: it divides total
         return cfg.micro_batch_size, total // cfg.micro_batch_size, "set in the config"
     if not torch.cuda.is_available() or cfg.accumulative_counts == 1 or cfg.deepspeed != "none":
         return cfg.batch_size, cfg.accumulative_counts, "as configured"
-    from core.config.vram import estimate
-
-    room = 0.8 * torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    room = 0.8 * _gpu_bytes()
     for m in sorted((m for m in range(cfg.batch_size + 1, total + 1) if total % m == 0), reverse=True):
-        probe = dataclasses.replace(cfg, batch_size=m, accumulative_counts=total // m,
-                                    gradient_checkpointing="true" if checkpointing else "false",
-                                    pretrained_model_name_or_path=str(model_path or cfg.pretrained_model_name_or_path))
         try:
-            need = estimate(probe, fused_loss=liger)["total_gib"] * 2**30
+            need = _estimate_bytes(cfg, model_path, liger, batch_size=m, accumulative_counts=total // m,
+                                   gradient_checkpointing="true" if checkpointing else "false")
         except Exception:  # no shape known: keep the user's split
             break
         if need < room:
@@ -179,11 +181,10 @@ def split_micro_batches(cfg: RunConfig, model_path: Path | None, checkpointing: 
 
 
 def add_lora(model, cfg: RunConfig, checkpointing: bool):
+    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.method == "qlora":
-        import torch
-
         if getattr(model, "dtype", None) == torch.bfloat16:
             # PEFT's prepare_model_for_kbit_training would also upcast every 16-bit weight left (embeddings,
             # head, norms) to fp32: +2.2 GiB on a 7B for nothing, since bf16 autocast computes in bf16 anyway
@@ -198,8 +199,6 @@ def add_lora(model, cfg: RunConfig, checkpointing: bool):
         modules_to_save=cfg.lora_modules_to_save or None, task_type="CAUSAL_LM", bias="none",
     )
     model = get_peft_model(model, lora)
-    import torch
-
     if torch.cuda.is_available() and model.dtype in (torch.bfloat16, torch.float16):
         # LoRA weights are fp32; PEFT casts each layer's input to fp32 first (a full copy of the activations
         # per LoRA layer, forward and backward: ~17% of a 7B step). Under the Trainer's autocast the matmul

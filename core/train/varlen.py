@@ -14,6 +14,7 @@ training and the evaluation answers in between.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -51,17 +52,12 @@ def segments(position_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
     return value
 
 
-def _kernel_kwargs() -> dict:
+@functools.cache
+def _kernel_params() -> frozenset[str]:
+    """varlen_attn's keyword names, read once: its signature changed between PyTorch releases."""
     from torch.nn.attention.varlen import varlen_attn
 
-    params = inspect.signature(varlen_attn).parameters
-    kw: dict = {}
-    # the causal switch moved between releases: is_causal (2.10) -> window_size=(-1, 0) (later)
-    if "is_causal" in params:
-        kw["is_causal"] = True
-    else:
-        kw["window_size"] = (-1, 0)
-    return kw
+    return frozenset(inspect.signature(varlen_attn).parameters)
 
 
 def varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -73,7 +69,7 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     b, hq, s, d = query.shape
     packed_forward = (module.training and position_ids is not None and key.shape[2] == s and dropout == 0.0
                       and query.dtype in (torch.bfloat16, torch.float16) and kwargs.get("sliding_window") is None)
-    params = inspect.signature(varlen_attn).parameters
+    params = _kernel_params()
     if scaling is not None and abs(scaling - d ** -0.5) > 1e-6 and "scale" not in params:
         packed_forward = False  # a kernel without a scale argument only does 1/sqrt(d)
     if not packed_forward:
@@ -84,7 +80,8 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     q = query.transpose(1, 2).reshape(b * s, hq, d)
     k = key.transpose(1, 2).reshape(b * s, hk, d)
     v = value.transpose(1, 2).reshape(b * s, hk, d)
-    kw = _kernel_kwargs()
+    # the causal switch moved between releases: is_causal (2.10) -> window_size=(-1, 0) (later)
+    kw: dict = {"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)}
     if hk != hq:
         if "enable_gqa" in params:
             kw["enable_gqa"] = True

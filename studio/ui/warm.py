@@ -11,7 +11,10 @@ safe to import from two threads at once ("cannot import name 'GenerationConfig'"
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
 import threading
 import time
 
@@ -41,19 +44,12 @@ def ensure() -> None:
         _done = True
 
 
+@contextlib.contextmanager
 def timed(label: str):
-    """Context manager that prints how long a page run took (when STUDIO_TIMING is set)."""
-    import contextlib
-    import os
-    import sys
-
-    @contextlib.contextmanager
-    def _cm():
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if os.environ.get("STUDIO_TIMING"):
-                print(f"[studio timing] {label}: {time.perf_counter() - t0:.3f}s", file=sys.stderr, flush=True)
-
-    return _cm()
+    """Print how long the block took to stderr when STUDIO_TIMING is set (app.py wraps each page run)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if os.environ.get("STUDIO_TIMING"):
+            print(f"[studio timing] {label}: {time.perf_counter() - t0:.3f}s", file=sys.stderr, flush=True)
