@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated workspace per test session and the tiny model built once."""
+"""Shared fixtures: an isolated workspace per test session, the tiny model built once, and `ws`: a fresh
+workspace per test with the tiny model linked in (modules that need another kind define their own `ws`)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,11 @@ def tiny_tokenizer(tiny_model):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(tiny_model)
+    return tmp_path

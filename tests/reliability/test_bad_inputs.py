@@ -220,14 +220,6 @@ DATA_CASES = [c for c in CASES if c[1] in ("convert", "validate") and not c[2].s
 CONFIG_CASES = [c for c in CASES if c[1] == "train"]
 
 
-@pytest.fixture
-def ws(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "tiny").symlink_to(tiny_model)
-    return tmp_path
-
-
 def _page(name: str):
     from streamlit.testing.v1 import AppTest
 

@@ -18,14 +18,6 @@ def page(name: str, lang: str = "en") -> AppTest:
     return at
 
 
-@pytest.fixture
-def ws(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "tiny").symlink_to(tiny_model)
-    return tmp_path
-
-
 @pytest.mark.parametrize("name", ["home", "data", "config", "train", "chat", "merge", "publish"])
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_page_renders(ws, name, lang):
