@@ -12,6 +12,7 @@ safe to import from two threads at once ("cannot import name 'GenerationConfig'"
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import sys
@@ -41,6 +42,13 @@ def ensure() -> None:
             from transformers import AutoTokenizer  # noqa: F401
         except Exception:
             pass
+        # Streamlit runs a full gc.collect() after every script run, fragment runs included (each Train board
+        # every 3 s). With torch and transformers loaded that walks ~0.5 M objects: ~0.37 s holding the GIL,
+        # while the server can neither send deltas nor serve the browser its JS chunks. What is loaded by
+        # now lives as long as the process: move it out of the collector's sight (a collection then
+        # takes milliseconds; objects made later are still collected).
+        gc.collect()
+        gc.freeze()
         _done = True
 
 
