@@ -21,7 +21,7 @@ from core.errors import StudioError
 from core.workspace import safe_join, sub
 from studio.ui import state
 from studio.ui.common import page_setup, show_error
-from studio.ui.configform import SECTIONS, config_form
+from studio.ui.configform import SECTIONS, adopt, config_form, form_values, section_of
 from studio.ui.i18n import t
 from studio.ui.steps import config_files
 
@@ -81,33 +81,50 @@ for n in notes:
     st.caption("ℹ️ " + n)
 
 prefix = hashlib.sha1(f"{source}:{source.stat().st_mtime}:{base.data_path}".encode()).hexdigest()[:10]
-tab_form, tab_yaml = st.tabs([t("config.tab_form"), t("config.tab_yaml")])
-with tab_form:
-    titles = {s: t("config.section_" + s) for s in SECTIONS}
-    values = config_form(base, lang, prefix, titles)
-    cfg = None
-    try:
-        cfg = config_from_dict(values, source=t("config.form"))
-    except ConfigError as e:
+# a switch, not tabs: tabs draw both sides, and the YAML side's big text box is costly to draw on every visit
+views = {"form": t("config.tab_form"), "yaml": t("config.tab_yaml")}
+view = st.radio(t("config.view"), list(views), horizontal=True, key="config_view", format_func=views.get,
+                label_visibility="collapsed")
+titles = {s: t("config.section_" + s) for s in SECTIONS}
+if view == "form":
+    section = st.radio(t("config.section"), SECTIONS, horizontal=True, key="config_section",
+                       format_func=titles.get)
+    values = config_form(base, lang, prefix, section)
+else:
+    section = None
+    values = form_values(base, prefix)
+cfg = None
+try:
+    cfg = config_from_dict(values, source=t("config.form"))
+except ConfigError as e:
+    where = section_of(e.field)
+    if where and where != section:  # the wrong value is in a section not on screen
+        st.error(t("config.invalid_in", field=e.field, message=e.message, section=titles[where]))
+    else:
         st.error(t("config.invalid_field", field=e.field, message=e.message))
 
 form_yaml = config_to_yaml(cfg, header=f"Edited in Fine-Tune Studio from {source.name}") if cfg else None
-with tab_yaml:
+final_cfg, final_text = cfg, form_yaml
+if view == "yaml":
     st.caption(t("config.yaml_help"))
-    yaml_key = "yaml:" + hashlib.sha1((form_yaml or "").encode()).hexdigest()[:10]
-    text = st.text_area("YAML", value=form_yaml or source.read_text(encoding="utf-8"), height=520, key=yaml_key,
-                        label_visibility="collapsed")
+    # keyed by the starting point only: the text box keeps what the user typed across reruns. An invalid
+    # form shows its values as they are (not the recipe's text, which would drop the user's edits).
+    import yaml
+
+    seed = form_yaml or yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
+    text = st.text_area("YAML", value=seed, height=520, key="yaml:" + prefix, label_visibility="collapsed")
     yaml_cfg = None
     try:
         yaml_cfg = config_from_yaml(text, source="YAML")
         st.success(t("config.yaml_ok"))
     except ConfigError as e:
         st.error(t("config.invalid_field", field=e.field, message=e.message))
-    yaml_edited = text != (form_yaml or "")
-
-# the YAML editor wins when the user changed it there
-# (an invalid edit there blocks saving rather than silently saving the form)
-final_cfg, final_text = (yaml_cfg, text) if yaml_edited else (cfg, form_yaml)
+    if text != (form_yaml or ""):
+        # the YAML editor wins when the user changed it there (an invalid edit blocks saving rather than
+        # silently saving the form); a valid edit also becomes the form's values
+        final_cfg, final_text = yaml_cfg, text
+        if yaml_cfg is not None:
+            adopt(yaml_cfg, prefix)
 
 # ---------------------------------------------------------------------------- VRAM estimate
 st.subheader(t("config.vram"))

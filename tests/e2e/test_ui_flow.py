@@ -40,8 +40,11 @@ def test_identity_config_train_board_chat_merge(tiny_model, tmp_path, monkeypatc
     # ---- config: the tiny recipe, a short run, saved
     at = page("config").run()
     assert not at.exception
+    at.radio(key="config_section").set_value("schedule").run()  # one form section at a time, as a user clicks
     by_label(at.number_input, "max_steps").set_value(10)
+    at.radio(key="config_section").set_value("evaluation").run()
     by_label(at.number_input, "evaluation_freq").set_value(5)
+    at.radio(key="config_section").set_value("saving").run()
     by_label(at.number_input, "save_steps").set_value(5)
     at.run()
     at.button(key="save_config").click().run()
@@ -49,7 +52,7 @@ def test_identity_config_train_board_chat_merge(tiny_model, tmp_path, monkeypatc
     cfg = tmp_path / "configs" / "tiny_chat_lora_identity_e3_copy.yaml"
     assert cfg.is_file()
     text = cfg.read_text(encoding="utf-8")
-    assert "max_steps: 10" in text and str(data) in text
+    assert "max_steps: 10" in text and "evaluation_freq: 5" in text and "save_steps: 5" in text and str(data) in text
 
     # ---- train: start from the page, wait on the run dir, the board shows metrics and answers
     at = page("train").run()

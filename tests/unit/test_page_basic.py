@@ -108,8 +108,14 @@ def test_data_replace_preview_and_apply(ws):
 def test_config_yaml_error_names_field_and_save(ws):
     at = page("config").run()
     assert not at.exception
-    assert any(n.label == "lora_r" for n in at.number_input)
+    assert at.radio(key="config_section").value == "model"
+    assert any(s.label == "model_hub" for s in at.selectbox)
+    assert not any(n.label == "lora_r" for n in at.number_input), "one section drawn at a time"
+    assert not any(a.label == "YAML" for a in at.text_area), "the YAML editor only when chosen"
     assert "python -m studio train" in at.code[-1].value
+    at.radio(key="config_section").set_value("method").run()
+    assert any(n.label == "lora_r" for n in at.number_input)
+    at.radio(key="config_view").set_value("yaml").run()
     yaml_box = next(a for a in at.text_area if a.label == "YAML")
     yaml_box.set_value(yaml_box.value.replace("lora_r: 16", "lora_r: -3")).run()
     assert any("lora_r" in e.value for e in at.error)
@@ -121,6 +127,37 @@ def test_config_yaml_error_names_field_and_save(ws):
     from core.config import load_config
 
     assert load_config(saved).lora_r == 16
+
+
+def test_config_sections_keep_edits_and_yaml_round_trips(ws):
+    from core.config import load_config
+
+    at = page("config").run()
+    at.radio(key="config_section").set_value("method").run()
+    next(n for n in at.number_input if n.label == "lora_r").set_value(8)
+    # the edit and the switch to another section in one rerun, as a fast click after typing sends them
+    at.radio(key="config_section").set_value("schedule").run()
+    next(n for n in at.number_input if n.label == "max_steps").set_value(7)
+    next(i for i in at.text_input if i.label == "lr").set_value("-1").run()
+    assert any("lr" in e.value for e in at.error)
+    at.radio(key="config_section").set_value("saving").run()
+    assert any("lr" in e.value and "Schedule" in e.value for e in at.error), "names the section off screen"
+    at.radio(key="config_section").set_value("schedule").run()
+    assert next(i for i in at.text_input if i.label == "lr").value == "-1", "the text as typed, not reset"
+    next(i for i in at.text_input if i.label == "lr").set_value("3e-4").run()
+    assert not at.error
+    at.radio(key="config_view").set_value("yaml").run()
+    yaml_box = next(a for a in at.text_area if a.label == "YAML")
+    assert "lora_r: 8" in yaml_box.value and "max_steps: 7" in yaml_box.value and "lr: 0.0003" in yaml_box.value
+    yaml_box.set_value(yaml_box.value.replace("lora_r: 8", "lora_r: 4")).run()
+    assert not at.error
+    at.radio(key="config_view").set_value("form").run()
+    at.radio(key="config_section").set_value("method").run()
+    assert next(n for n in at.number_input if n.label == "lora_r").value == 4, "a valid YAML edit shows in the form"
+    at.button(key="save_config").click().run()
+    assert not at.exception
+    cfg = load_config(ws / "configs" / "tiny_chat_lora_identity_e3_copy.yaml")
+    assert (cfg.lora_r, cfg.max_steps, cfg.lr) == (4, 7, 3e-4)
 
 
 def test_train_page_start_error_names_the_field(ws):
