@@ -101,6 +101,7 @@ def attach_adapter(chat: ChatModel, name: str, folder: str | Path) -> None:
         return
     try:
         if not chat.adapters:
+            vars(chat.model).pop("_studio_decoder", None)  # its graphs ran the unwrapped model
             chat.model = PeftModel.from_pretrained(chat.model, str(folder), adapter_name=name)
         else:
             chat.model.load_adapter(str(folder), adapter_name=name)
@@ -190,10 +191,17 @@ def stream_answer(chat: ChatModel, messages: list[dict], which: str | None = Non
     error: list[BaseException] = []
 
     def work():
+        from core import fastgen
+
         try:
             torch.manual_seed(seed)
             with _adapter_context(chat, which), torch.no_grad():
-                chat.model.generate(**inputs, **kw, streamer=streamer, use_cache=True)
+                if fastgen.enabled(chat.model, image):
+                    _graph_generate(chat, inputs["input_ids"], streamer, which or BASE, max_new_tokens=max_new_tokens,
+                                    temperature=temperature, top_p=top_p, top_k=top_k,
+                                    repetition_penalty=repetition_penalty)
+                else:
+                    chat.model.generate(**inputs, **kw, streamer=streamer, use_cache=True)
         except BaseException as e:  # surfaced to the caller below
             error.append(e)
             streamer.end()
@@ -206,6 +214,19 @@ def stream_answer(chat: ChatModel, messages: list[dict], which: str | None = Non
         t.join()
     if error:
         raise error[0]
+
+
+def _graph_generate(chat: ChatModel, input_ids, streamer, key: str, *, max_new_tokens: int, **sampling) -> None:
+    """generate()'s job for stream_answer, through core.fastgen's captured one-token forward."""
+    import torch
+
+    from core import fastgen
+
+    dec = fastgen.Decoder.for_model(chat.model, input_ids.shape[1] + max_new_tokens)
+    streamer.put(input_ids.cpu())  # the streamer skips the first put: the prompt
+    for tid in dec.generate(input_ids, max_new_tokens=max_new_tokens, stop_ids=chat.stop_ids, key=key, **sampling):
+        streamer.put(torch.tensor([tid]))
+    streamer.end()
 
 
 _LOCKS: dict[int, threading.Lock] = {}
