@@ -70,7 +70,12 @@ CASES = {c.name: c for c in [
     Case("qwen7b-lora16-s2048", "qwen7b", r=16, seq=2048, engine_batch=4),
     Case("qwen7b-lora64-s4096", "qwen7b", r=64, seq=4096, engine_batch=2),
     Case("qwen7b-lora64-varlen", "qwen7b", r=64, seq=2048, data="varlen", engine_batch=4),
-    Case("qwen7b-qlora64-s2048", "qwen7b", method="qlora", r=64, seq=2048, engine_ckpt="true"),
+    # the 8 GiB QLoRA: checkpointed layer inputs in CPU RAM, 8-bit AdamW (not paged: its states stay in what
+    # max_memory_allocated counts), 4 packed rows per optimizer step in passes of 2
+    Case("qwen7b-qlora64-s2048", "qwen7b", method="qlora", r=64, seq=2048, engine_batch=4, engine_ckpt="offload",
+         extra={"micro_batch_size": 2, "optim": "adamw_8bit"}),
+    Case("qwen7b-qlora64-s2048-ckpt", "qwen7b", method="qlora", r=64, seq=2048, engine_ckpt="true",
+         sides=("engine",)),
     Case("qwen7b-qlora64-s2048-8bit", "qwen7b", method="qlora", r=64, seq=2048, engine_ckpt="true",
          sides=("engine",), extra={"optim": "paged_adamw_8bit"}),
     Case("qwen7b-qlora64-s2048-fast", "qwen7b", method="qlora", r=64, seq=2048, engine_batch=4, sides=("engine",)),
@@ -342,7 +347,9 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
     w = max(warmup, 1)
     res = {"tokens_per_s": (tk[-1] - tk[w - 1]) / (t[-1] - t[w - 1]), "first_step_s": t[0] - t0,
            "losses": marks["loss"], **_peaks(),
-           "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+           # offload sets its layers up itself, with the Trainer's own checkpointing off
+           "gradient_checkpointing": bool(trainer.args.gradient_checkpointing) or cfg.gradient_checkpointing == "offload",
+           "checkpointing_mode": cfg.gradient_checkpointing,
            "liger": bool(trainer.args.use_liger_kernel), "attention": model.config._attn_implementation,
            "optim": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
            "micro_batch": trainer.args.per_device_train_batch_size,
@@ -350,13 +357,21 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
            "micro_batch_tokens": trainer.args.per_device_train_batch_size * case.seq, "overrides": overrides or {}}
     if prof is not None:
         res["profile"] = _profile_table(prof)
+        # the GPU's busy share over the two profiled steps: well under 1 means the step waits on the CPU
+        # (kernel launches, Python), and more rows per forward pass or fewer kernels would help
+        busy = sum(getattr(e, "self_device_time_total", 0) for e in prof.key_averages()) / 1e6
+        wall = t[w + 1] - t[w - 1] if len(t) > w + 1 else None
+        if wall:
+            res["profile_device_busy"] = round(busy / wall, 3)
     try:
         import dataclasses
 
         from core.config.vram import estimate
 
         est = estimate(dataclasses.replace(cfg, batch_size=res["micro_batch"], accumulative_counts=res["accumulation"],
-                                           gradient_checkpointing="true" if res["gradient_checkpointing"] else "false"),
+                                           gradient_checkpointing=("offload" if cfg.gradient_checkpointing == "offload"
+                                                                   else "true" if res["gradient_checkpointing"]
+                                                                   else "false")),
                        fused_loss=res["liger"])
         res["vram_estimate_gib"] = est["total_gib"]
         if res["peak_alloc_gib"]:
@@ -427,7 +442,8 @@ def run_case(case: Case, root: Path, steps: int, warmup: int, overrides: dict | 
     return out
 
 
-def loss_agreement(root: Path, steps: int = 50, shape: str = "internlm2_1_8b", seq: int = 1024) -> dict:
+def loss_agreement(root: Path, steps: int = 50, shape: str = "internlm2_1_8b", seq: int = 1024,
+                   overrides: dict | None = None) -> dict:
     """Same rows, same order, same seed, same LoRA init: the engine's loss curve against the plain loop's.
 
     The data is learnable (each sample repeats a motif), so the curves fall and a changed result
@@ -455,12 +471,13 @@ def loss_agreement(root: Path, steps: int = 50, shape: str = "internlm2_1_8b", s
     torch.manual_seed(0)
     eng = run_engine(case, folder, [], steps, 1, root, rows=rows,
                      overrides={"gradient_checkpointing": "false", "lr": lr, "shuffle": False, "seed": 0,
-                                "max_steps": steps, "accumulative_counts": 1})
+                                "max_steps": steps, "accumulative_counts": 1, **(overrides or {})})
     _free()
     a, b = naive["losses"], eng["losses"]
     res = {"case": "loss-agreement", "shape": shape, "steps": steps, "naive_first": a[0], "engine_first": b[0],
            "naive_last10": sum(a[-10:]) / 10, "engine_last10": sum(b[-10:]) / 10,
            "engine_attention": eng["attention"], "engine_liger": eng["liger"], "engine_optim": eng["optim"],
+           "engine_overrides": overrides or {},
            "naive_losses": a, "engine_losses": b}
     res["rel_diff_last10"] = abs(res["naive_last10"] - res["engine_last10"]) / res["naive_last10"]
     res["max_rel_diff_per_step"] = max(abs(x - y) / x for x, y in zip(a, b, strict=False))
@@ -518,33 +535,52 @@ def chat_bench(root: Path, shape: str) -> dict:
     ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
     res: dict = {"case": f"chat-{shape}", "prompt_tokens": int(ids.shape[1])}
     n = 128
-    # the static cache compiles on first use (minutes on a 7B): measured only when asked
-    for cache in ("dynamic", "static") if os.environ.get("BENCH_STATIC_CACHE") else ("dynamic",):
-        kw = {"do_sample": False, "pad_token_id": 0, "use_cache": True}
-        if cache == "static":
-            kw["cache_implementation"] = "static"
+    # the studio's chat path (core.fastgen: static cache + the one-token forward as a CUDA graph) beside
+    # transformers' generate with its dynamic cache; generate's static cache compiles for minutes on a 7B,
+    # so it is measured only when asked
+    sides = ["studio_graph", "dynamic"] + (["static_compile"] if os.environ.get("BENCH_STATIC_CACHE") else [])
+    for side in sides:
         try:
             with torch.no_grad():
-                t = time.time()
-                model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)  # warm-up (compiles for static)
-                res[f"{cache}_warmup_s"] = round(time.time() - t, 2)
+                if side == "studio_graph":
+                    from core import fastgen
+
+                    if not fastgen.enabled(model):
+                        continue
+                    t = time.time()
+                    dec = fastgen.Decoder.for_model(model, ids.shape[1] + n)
+                    list(dec.generate(ids, max_new_tokens=n))  # warm-up: allocates the cache, captures the graph
+                    res[f"{side}_warmup_s"] = round(time.time() - t, 2)
+
+                    def run(k, dec=dec):
+                        return sum(1 for _ in dec.generate(ids, max_new_tokens=k))
+                else:
+                    kw = {"do_sample": False, "pad_token_id": 0, "use_cache": True}
+                    if side == "static_compile":
+                        kw["cache_implementation"] = "static"
+                    t = time.time()
+                    model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)  # warm-up (compiles for static)
+                    res[f"{side}_warmup_s"] = round(time.time() - t, 2)
+
+                    def run(k, kw=kw, model=model):
+                        return model.generate(ids, max_new_tokens=k, min_new_tokens=k, **kw).shape[1] - ids.shape[1]
                 firsts = []
                 for _ in range(5):
                     _sync()
                     t = time.time()
-                    model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
+                    run(1)
                     _sync()
                     firsts.append(time.time() - t)
                 _sync()
                 t = time.time()
-                out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
+                made = run(n)
                 _sync()
                 total = time.time() - t
             first = sorted(firsts)[2]
-            res[f"{cache}_first_token_s"] = round(first, 4)
-            res[f"{cache}_decode_tokens_per_s"] = round((out.shape[1] - ids.shape[1] - 1) / max(total - first, 1e-9), 1)
+            res[f"{side}_first_token_s"] = round(first, 4)
+            res[f"{side}_decode_tokens_per_s"] = round((made - 1) / max(total - first, 1e-9), 1)
         except Exception as e:  # the static path depends on the installed transformers/torch
-            res[f"{cache}_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+            res[f"{side}_error"] = f"{type(e).__name__}: {str(e)[:200]}"
     del chat, model
     _free()
     print(json.dumps(res), flush=True)
@@ -691,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"case": name, "error": f"{type(e).__name__}: {str(e)[:300]}"})
         save()
     if a.agree:
-        rows.append(loss_agreement(root, shape=a.agree_shape, seq=256 if a.agree_shape == "tiny" else 1024))
+        rows.append(loss_agreement(root, shape=a.agree_shape, seq=256 if a.agree_shape == "tiny" else 1024,
+                                   overrides=overrides))
         save()
     return 0
 

@@ -124,9 +124,12 @@ class RunConfig:
     optim: str = _f("adamw_torch", "Optimizer (transformers name); paged_adamw_8bit saves memory with QLoRA.",
                     "优化器（transformers 名称）；QLoRA 可用 paged_adamw_8bit 省显存。", "schedule",
                     ("adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "sgd"))
-    gradient_checkpointing: str = _f("auto", "Recompute activations to save memory; auto turns it on for big models on GPU.",
-                                     "重计算激活以节省显存；auto 在 GPU 大模型上开启。", "schedule",
-                                     ("auto", "true", "false"))
+    gradient_checkpointing: str = _f("auto", "Recompute activations to save memory; auto turns it on only when the run "
+                                     "would not fit without it. offload: also keep the saved layer inputs in CPU RAM "
+                                     "(least GPU memory, room for more rows per pass; single-GPU runs).",
+                                     "重计算激活以节省显存；auto 仅在不开就放不下时开启。offload：再把各层保存的输入放到内存"
+                                     "（显存最省，每次前向可放更多行；仅单卡）。", "schedule",
+                                     ("auto", "true", "false", "offload"))
     attn_implementation: str = _f("auto", "Attention kernel: auto = flash-attn if installed, else PyTorch's varlen flash "
                                   "kernel (studio_varlen) on a GPU, else sdpa.",
                                   "注意力实现：auto 优先 flash-attn，其次 PyTorch 自带的变长 flash 内核（studio_varlen），CPU 上用 sdpa。",

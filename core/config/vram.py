@@ -53,7 +53,7 @@ optimizer    = trainable params * (2 states * param bytes for AdamW | 2 for 8-bi
                DeepSpeed keeps fp32 master + 2 fp32 states = 12 bytes            [/ N with ZeRO >= 1]
 activations  = tokens * bytes(act) * per-layer saved values:
                no checkpointing: L * (6h + 2k*d + 4f [+ 6h + f LoRA dropout copies])
-               checkpointing:    L * h  +  one layer recomputed (6h + 2k*d + 4f ...)
+               checkpointing:    L * h  +  one layer recomputed (6h + 2k*d + 4f ...); offload: no L * h
                tokens = batch_size * max_length (packed rows are always full)
 logits       = tokens * V * (2 bf16 + 4 fp32 upcast + 4 log-softmax) bytes
 LLaVA        = + CLIP tower weights (16-bit, frozen) + projector (trainable, 1024*h + h*h)
@@ -163,8 +163,8 @@ _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "auto": 2}
 
 
 def _use_checkpointing(cfg: RunConfig, n_params: int) -> bool:
-    if cfg.gradient_checkpointing in ("true", "false"):
-        return cfg.gradient_checkpointing == "true"
+    if cfg.gradient_checkpointing in ("true", "false", "offload"):
+        return cfg.gradient_checkpointing != "false"
     return n_params >= 1_000_000_000  # 'auto': on for >= 1B-parameter models (assumption, stated in the output)
 
 
@@ -229,7 +229,8 @@ def estimate(cfg: RunConfig, n_gpus: int = 1, shape: dict[str, Any] | None = Non
     if not full and cfg.lora_dropout > 0:
         per_layer += 6 * h + f  # each LoRA branch keeps its own dropped-out copy of its input
     ckpt = _use_checkpointing(cfg, n["total"])
-    act_ckpt = tokens * act_b * (L * h + per_layer)
+    # checkpointing keeps each layer's input (L * h); offload moves those to CPU RAM
+    act_ckpt = tokens * act_b * ((0 if cfg.gradient_checkpointing == "offload" else L * h) + per_layer)
     act_full = tokens * act_b * L * per_layer
     activations = act_ckpt if ckpt else act_full
     # logits in 16-bit, their fp32 upcast and its gradient; the fused loss works on chunks of rows instead

@@ -120,7 +120,7 @@ def use_grad_checkpointing(cfg: RunConfig, model_path: Path | None, n_params: in
     import torch
 
     if cfg.gradient_checkpointing != "auto":
-        return cfg.gradient_checkpointing == "true", "set in the config"
+        return cfg.gradient_checkpointing != "false", "set in the config"
     if not torch.cuda.is_available():
         return False, "CPU run"
     free = _gpu_bytes()
@@ -172,7 +172,7 @@ def split_micro_batches(cfg: RunConfig, model_path: Path | None, checkpointing: 
     for m in sorted((m for m in range(cfg.batch_size + 1, total + 1) if total % m == 0), reverse=True):
         try:
             need = _estimate_bytes(cfg, model_path, liger, batch_size=m, accumulative_counts=total // m,
-                                   gradient_checkpointing="true" if checkpointing else "false")
+                                   gradient_checkpointing=cfg.gradient_checkpointing if checkpointing else "false")
         except Exception:  # no shape known: keep the user's split
             break
         if need < room:
@@ -317,6 +317,10 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
     n_params = sum(p.numel() for p in model.parameters())
     liger, why_liger = use_liger(model)
     checkpointing, why_ckpt = use_grad_checkpointing(cfg, model_path, n_params, liger)
+    offload = checkpointing and cfg.gradient_checkpointing == "offload"
+    if offload and (deepspeed or cfg.deepspeed != "none" or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        offload, why_ckpt = False, "offload is single-GPU only: plain checkpointing on this launch"
+        cfg = dataclasses.replace(cfg, gradient_checkpointing="true")
     if cfg.method in ("lora", "qlora"):
         model = add_lora(model, cfg, checkpointing)
         if checkpointing:
@@ -326,14 +330,20 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
             f"({100 * trainable / n_params:.2f}%)")
     else:
         log(f"method: full fine-tuning, {n_params:,} parameters")
+    if offload:
+        from core.train import offload as offloading
+
+        offloading.enable(model)
     log(f"engine: dtype {dtype}, attention {model.config._attn_implementation}, "
         f"packing {'on (no cross-sample attention)' if cfg.pack_to_max_length else 'off'}, "
-        f"gradient checkpointing {'on' if checkpointing else 'off'} ({why_ckpt}), "
+        f"gradient checkpointing {('on, inputs offloaded to CPU' if offload else 'on') if checkpointing else 'off'} "
+        f"({why_ckpt}), "
         f"liger {'on' if liger else 'off'} ({why_liger}), device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length)
     micro, accum, why_micro = split_micro_batches(cfg, model_path, checkpointing, liger)
+    # offload's layers are already set up: the Trainer must not re-enable its own checkpointing over them
     args = training_args(dataclasses.replace(cfg, batch_size=micro, accumulative_counts=accum), run_dir, dtype,
-                         checkpointing, deepspeed, liger)
+                         checkpointing and not offload, deepspeed, liger)
     log(f"optimizer: {getattr(args.optim, 'value', args.optim)}; {micro} row(s) x {accum} accumulation per optimizer "
         f"step ({why_micro}), <= {micro * accum * cfg.max_length} tokens")
     callbacks = [
