@@ -67,6 +67,8 @@ class Case:
 
 CASES = {c.name: c for c in [
     Case("qwen7b-lora64-s2048", "qwen7b", r=64, seq=2048, engine_batch=4),
+    Case("qwen7b-lora64-s2048-fp8", "qwen7b", r=64, seq=2048, engine_batch=4, sides=("engine",),
+         extra={"fp8_base": True}),
     Case("qwen7b-lora16-s2048", "qwen7b", r=16, seq=2048, engine_batch=4),
     Case("qwen7b-lora64-s4096", "qwen7b", r=64, seq=4096, engine_batch=2),
     Case("qwen7b-lora64-varlen", "qwen7b", r=64, seq=2048, data="varlen", engine_batch=4),
@@ -80,6 +82,8 @@ CASES = {c.name: c for c in [
          sides=("engine",), extra={"optim": "paged_adamw_8bit"}),
     Case("qwen7b-qlora64-s2048-fast", "qwen7b", method="qlora", r=64, seq=2048, engine_batch=4, sides=("engine",)),
     Case("internlm2_1_8b-lora64-s2048", "internlm2_1_8b", r=64, seq=2048, engine_batch=8),
+    Case("internlm2_1_8b-lora64-s2048-fp8", "internlm2_1_8b", r=64, seq=2048, engine_batch=8, sides=("engine",),
+         extra={"fp8_base": True}),
     Case("internlm2_1_8b-qlora64-s2048", "internlm2_1_8b", method="qlora", r=64, seq=2048, engine_batch=8,
          sides=("engine",)),
     Case("llama8b-lora16-s2048", "llama8b", r=16, seq=2048, engine_batch=4),

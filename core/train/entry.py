@@ -325,6 +325,15 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
         model = add_lora(model, cfg, checkpointing)
         if checkpointing:
             model.enable_input_require_grads()
+        if cfg.fp8_base:
+            from core.train import fp8
+
+            if cfg.method != "lora":
+                log("fp8_base: ignored (LoRA on a 16-bit base only)")
+            elif not fp8.available():
+                log("fp8_base: ignored (needs a GPU with FP8 tensor cores, compute capability 8.9+)")
+            else:
+                log(f"fp8_base: {fp8.convert(model)} frozen base linears run their GEMMs in FP8")
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log(f"method: {cfg.method} r={cfg.lora_r} alpha={cfg.lora_alpha}; trainable {trainable:,} of {n_params:,} "
             f"({100 * trainable / n_params:.2f}%)")
