@@ -12,7 +12,7 @@ import streamlit as st
 from core import jobs, rundir
 from core.errors import StudioError
 from studio.ui import state
-from studio.ui.board import eval_grid, fmt_seconds, latest, progress, series, thin
+from studio.ui.board import JsonlTail, eval_grid, fmt_seconds, latest, line_spec, progress, series, thin
 from studio.ui.common import page_setup, show_error
 from studio.ui.i18n import t
 from studio.ui.steps import config_files
@@ -87,13 +87,22 @@ c3.code(command or "-", language="bash")
 
 
 # ---------------------------------------------------------------------------- the live board
-@st.fragment(run_every=3)
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _tail(path: str) -> JsonlTail:
+    # one reader per file for the whole server: every board watching a run shares its parsed rows
+    return JsonlTail(path)
+
+
+# a run that is over does not change: its board is drawn once, not every 3 s
+@st.fragment(run_every=3 if live else None)
 def board(run_dir: Path) -> None:
     import pandas as pd
 
     status = jobs.run_state(run_dir)
     stt = status.get("state", "queued")
-    rows = rundir.metrics(run_dir)
+    if live and stt in jobs.TERMINAL:
+        st.rerun()  # the whole page: buttons, run list, and this board without its timer
+    rows = _tail(str(run_dir / rundir.METRICS)).read()
     frac = progress(status)
     eta = status.get("eta_s") if stt == "running" else None
     st.progress(frac, text=t("train.progress", state=f"{STATE_ICON.get(stt, '')} {t('state.' + stt)}",
@@ -115,10 +124,10 @@ def board(run_dir: Path) -> None:
             data = thin(series(rows, key), 240)
             col.caption(t("train." + key))
             if data:
-                col.line_chart(pd.DataFrame({key: list(data.values())}, index=pd.Index(list(data), name="step")),
-                               height=200)
+                col.vega_lite_chart(pd.DataFrame({"step": list(data), key: list(data.values())}), line_spec(key),
+                                    width="stretch", height=200)
     # evaluation answers: step x prompt, what changed since the previous evaluation marked
-    steps, prompts, answers, changed = eval_grid(rundir.samples(run_dir))
+    steps, prompts, answers, changed = eval_grid(_tail(str(run_dir / rundir.SAMPLES)).read())
     st.markdown(f"**{t('train.evals')}**")
     if steps:
         table = pd.DataFrame(answers, index=pd.Index(steps, name="step"), columns=prompts)

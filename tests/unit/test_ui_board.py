@@ -41,3 +41,29 @@ def test_thin_keeps_the_ends_and_at_most_n_evenly_spaced_points():
     assert all(out[k] == curve[k] for k in out)  # values untouched
     short = {1: 0.5, 2: 0.4}
     assert thin(short, 240) == short
+
+
+def test_jsonl_tail_reads_only_what_was_appended(tmp_path):
+    from studio.ui.board import JsonlTail
+
+    path = tmp_path / "metrics.jsonl"
+    tail = JsonlTail(path)
+    assert tail.read() == []  # no file yet
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3', encoding="utf-8")  # the last line still being written
+    assert [r["step"] for r in tail.read()] == [1, 2]
+    with path.open("a", encoding="utf-8") as f:
+        f.write(', "loss": 1.5}\nnot json\n{"step": 4}\n')
+    assert [r["step"] for r in tail.read()] == [1, 2, 3, 4]
+    assert tail.read()[2]["loss"] == 1.5
+    path.write_text('{"step": 9}\n', encoding="utf-8")  # rewritten shorter: read again from the start
+    assert [r["step"] for r in tail.read()] == [9]
+    path.unlink()
+    assert tail.read() == []
+
+
+def test_line_spec_draws_the_key_over_step():
+    from studio.ui.board import line_spec
+
+    spec = line_spec("grad_norm")
+    assert spec["mark"]["type"] == "line"
+    assert spec["encoding"]["x"]["field"] == "step" and spec["encoding"]["y"]["field"] == "grad_norm"
