@@ -7,6 +7,7 @@ per answer, so comparing two checkpoints never loads the base twice.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -27,16 +28,28 @@ def resolve_base(name: str) -> str:
     return str(Path(name).expanduser().resolve()) if Path(name).expanduser().exists() else name
 
 
+@functools.lru_cache(maxsize=512)
+def _run_model(cfg_file: str, mtime_ns: int) -> str | None:
+    # a run's config.yaml is frozen when the run starts; reading and validating it costs ~30 ms, and the
+    # Chat page asked for every run's on every render
+    try:
+        return load_config(cfg_file).pretrained_model_name_or_path
+    except Exception:  # a broken run config only hides that run here
+        return None
+
+
 def run_bases() -> dict[str, list[dict]]:
     """base model -> runs trained on it (newest first), each with its run dir."""
     out: dict[str, list[dict]] = {}
     for r in list_runs():
         cfg_file = Path(r["run_dir"]) / rundir.CONFIG
         try:
-            base = resolve_base(load_config(cfg_file).pretrained_model_name_or_path)
-        except Exception:  # a broken run config only hides that run here
+            model = _run_model(str(cfg_file), cfg_file.stat().st_mtime_ns)
+            base = resolve_base(model) if model is not None else None
+        except Exception:  # as above: a run whose config is gone or whose model cannot be resolved
             continue
-        out.setdefault(base, []).append(r)
+        if base is not None:
+            out.setdefault(base, []).append(r)
     return out
 
 
