@@ -12,7 +12,7 @@ import streamlit as st
 from core import jobs, rundir
 from core.errors import StudioError
 from studio.ui import state
-from studio.ui.board import JsonlTail, eval_grid, fmt_seconds, latest, line_spec, progress, series, thin
+from studio.ui.board import JsonlTail, MetricsTail, eval_grid, fmt_seconds, line_spec, progress
 from studio.ui.common import page_setup, show_error
 from studio.ui.i18n import t
 from studio.ui.steps import config_files
@@ -87,9 +87,17 @@ c3.code(command or "-", language="bash")
 
 
 # ---------------------------------------------------------------------------- the live board
+CURVES = ("loss", "lr", "grad_norm")
+
+
+# one reader per file for the whole server: every board watching a run shares what was parsed
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _tail(path: str) -> JsonlTail:
-    # one reader per file for the whole server: every board watching a run shares its parsed rows
+def _metrics(path: str) -> MetricsTail:
+    return MetricsTail(path, (*CURVES, "tokens_per_s", "gpu_peak_gib", "epoch"))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _samples(path: str) -> JsonlTail:
     return JsonlTail(path)
 
 
@@ -102,7 +110,7 @@ def board(run_dir: Path) -> None:
     stt = status.get("state", "queued")
     if live and stt in jobs.TERMINAL:
         st.rerun()  # the whole page: buttons, run list, and this board without its timer
-    rows = _tail(str(run_dir / rundir.METRICS)).read()
+    cols = _metrics(str(run_dir / rundir.METRICS)).read()
     frac = progress(status)
     eta = status.get("eta_s") if stt == "running" else None
     st.progress(frac, text=t("train.progress", state=f"{STATE_ICON.get(stt, '')} {t('state.' + stt)}",
@@ -111,23 +119,23 @@ def board(run_dir: Path) -> None:
     if status.get("error"):
         st.error(status["error"] + (f"\n\n{t('common.hint')}: {status['hint']}" if status.get("hint") else ""))
     m1, m2, m3, m4 = st.columns(4)
-    loss = latest(rows, "loss")
+    loss = cols.last("loss")
     m1.metric(t("train.loss"), f"{loss:.4f}" if loss is not None else "–")
-    tps = latest(rows, "tokens_per_s")
+    tps = cols.last("tokens_per_s")
     m2.metric(t("train.tps"), f"{tps:,.0f}" if tps is not None else "–")
-    mem = latest(rows, "gpu_peak_gib")
+    mem = cols.last("gpu_peak_gib")
     m3.metric(t("train.gpu_mem"), f"{mem:.2f} GiB" if mem is not None else t("train.cpu"))
-    m4.metric(t("train.epoch"), f"{latest(rows, 'epoch') or 0:.2f}")
-    if rows:
+    m4.metric(t("train.epoch"), f"{cols.last('epoch') or 0:.2f}")
+    if len(cols):
         charts = st.columns(3)
-        for col, key in zip(charts, ("loss", "lr", "grad_norm"), strict=True):
-            data = thin(series(rows, key), 240)
+        for col, key in zip(charts, CURVES, strict=True):
+            steps, values = cols.curve(key, 240)  # at most 240 points: three boards redraw every 3 s
             col.caption(t("train." + key))
-            if data:
-                col.vega_lite_chart(pd.DataFrame({"step": list(data), key: list(data.values())}), line_spec(key),
-                                    width="stretch", height=200)
+            if steps:
+                col.vega_lite_chart(pd.DataFrame({"step": steps, key: values}), line_spec(key), width="stretch",
+                                    height=200)
     # evaluation answers: step x prompt, what changed since the previous evaluation marked
-    steps, prompts, answers, changed = eval_grid(_tail(str(run_dir / rundir.SAMPLES)).read())
+    steps, prompts, answers, changed = eval_grid(_samples(str(run_dir / rundir.SAMPLES)).read())
     st.markdown(f"**{t('train.evals')}**")
     if steps:
         table = pd.DataFrame(answers, index=pd.Index(steps, name="step"), columns=prompts)

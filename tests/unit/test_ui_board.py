@@ -1,8 +1,11 @@
-"""The Train board's helpers: ETA text, progress, series and the evaluation grid with what changed."""
+"""The Train board's helpers: ETA text, progress, the metrics columns and curves, the evaluation grid with what
+changed, and the readers that parse only what was appended."""
 
 from __future__ import annotations
 
-from studio.ui.board import eval_grid, fmt_seconds, latest, progress, series
+import json
+
+from studio.ui.board import MetricsTail, eval_grid, fmt_seconds, progress, spread
 
 
 def test_fmt_seconds_and_progress():
@@ -12,10 +15,26 @@ def test_fmt_seconds_and_progress():
     assert progress({"state": "finished", "step": 9, "max_steps": 10}) == 1.0
 
 
-def test_series_skips_missing_values():
+def _metrics(tmp_path, rows, fields=("loss", "lr", "grad_norm")):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return MetricsTail(path, fields)
+
+
+def test_columns_skip_missing_values(tmp_path):
     rows = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": None}, {"step": 3, "loss": 1.0, "lr": 1e-4}]
-    assert series(rows, "loss") == {1: 2.0, 3: 1.0}
-    assert latest(rows, "lr") == 1e-4 and latest(rows, "grad_norm") is None
+    cols = _metrics(tmp_path, rows).read()
+    assert len(cols) == 3
+    assert cols.curve("loss", 240) == ([1, 3], [2.0, 1.0])
+    assert cols.last("lr") == 1e-4 and cols.last("grad_norm") is None and cols.last("loss") == 1.0
+
+
+def test_a_resumed_run_replaces_the_steps_it_logs_again(tmp_path):
+    tail = _metrics(tmp_path, [{"step": s, "loss": 1.0} for s in range(1, 7)])
+    assert len(tail.read()) == 6
+    with (tmp_path / "metrics.jsonl").open("a", encoding="utf-8") as f:  # resumed from the step-4 checkpoint
+        f.write("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in range(5, 9)))
+    assert tail.read().curve("loss", 240) == ([1, 2, 3, 4, 5, 6, 7, 8], [1.0] * 4 + [2.0] * 4)
 
 
 def test_eval_grid_marks_changes_since_previous_evaluation():
@@ -30,17 +49,14 @@ def test_eval_grid_marks_changes_since_previous_evaluation():
     assert changed == [[False, False], [False, True], [True, False]]
 
 
-def test_thin_keeps_the_ends_and_at_most_n_evenly_spaced_points():
-    from studio.ui.board import thin
-
-    curve = {step: float(step) for step in range(1, 10_001)}
-    out = thin(curve, 240)
-    assert len(out) == 240 and min(out) == 1 and max(out) == 10_000
-    gaps = [b - a for a, b in zip(list(out), list(out)[1:], strict=False)]
+def test_curves_keep_the_ends_and_at_most_n_evenly_spaced_points(tmp_path):
+    cols = _metrics(tmp_path, [{"step": s, "loss": float(s)} for s in range(1, 10_001)], ("loss",)).read()
+    steps, values = cols.curve("loss", 240)
+    assert len(steps) == 240 and steps[0] == 1 and steps[-1] == 10_000
+    gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
     assert max(gaps) - min(gaps) <= 1  # evenly spaced
-    assert all(out[k] == curve[k] for k in out)  # values untouched
-    short = {1: 0.5, 2: 0.4}
-    assert thin(short, 240) == short
+    assert values == [float(s) for s in steps]  # values untouched
+    assert spread(2, 240) == [0, 1] and spread(0, 240) == []
 
 
 def test_jsonl_tail_reads_only_what_was_appended(tmp_path):
