@@ -181,3 +181,15 @@ def test_full_finetune_on_pretraining_text(demo_summary, tmp_path):
     prompts.write_text("hello\n", encoding="utf-8")
     r = studio("chat", str(work / "model"), "--prompts", str(prompts), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["prompt"] == "hello", r.stderr[-2000:]
+
+
+def test_offloaded_checkpointing_trains_through_the_cli(demo_summary, tmp_path):
+    """gradient_checkpointing: offload goes through `studio train`, says so in the log, and learns."""
+    cfg = _config(tmp_path, demo_summary, max_steps=12, save_steps=100, gradient_checkpointing="offload")
+    work = tmp_path / "offload"
+    r = studio("train", str(cfg), "--work-dir", str(work))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "gradient checkpointing on, inputs offloaded to CPU (set in the config)" in r.stderr
+    rows = rundir.metrics(work)
+    assert len(rows) == 12 and rows[-1]["loss"] < rows[0]["loss"]
+    assert (work / "adapter" / "adapter_config.json").is_file()
