@@ -21,7 +21,7 @@ from core.errors import StudioError
 from core.workspace import safe_join, sub
 from studio.ui import state
 from studio.ui.common import page_setup, show_error
-from studio.ui.configform import SECTIONS, adopt, config_form, form_values, section_of
+from studio.ui.configform import SECTIONS, adopt, config_form, form_values, section_fields, section_of
 from studio.ui.i18n import t
 from studio.ui.steps import config_files
 
@@ -85,9 +85,9 @@ prefix = hashlib.sha1(f"{source}:{source.stat().st_mtime}:{base.data_path}".enco
 views = {"form": t("config.tab_form"), "yaml": t("config.tab_yaml")}
 view = st.radio(t("config.view"), list(views), horizontal=True, key="config_view", format_func=views.get,
                 label_visibility="collapsed")
-titles = {s: t("config.section_" + s) for s in SECTIONS}
+titles = {s: t("config.section_" + s) if s in SECTIONS else s for s, names in section_fields().items() if names}
 if view == "form":
-    section = st.radio(t("config.section"), SECTIONS, horizontal=True, key="config_section",
+    section = st.radio(t("config.section"), list(titles), horizontal=True, key="config_section",
                        format_func=titles.get)
     values = config_form(base, lang, prefix, section)
 else:

@@ -25,7 +25,8 @@ _DRAFT = "config_draft"
 
 
 def section_fields() -> dict[str, list[str]]:
-    """section -> the field names in it, in the schema's order."""
+    """section -> the field names in it, in the schema's order (SECTIONS first, then any section a new
+    field brings)."""
     out: dict[str, list[str]] = {s: [] for s in SECTIONS}
     for name, f in FIELDS.items():
         out.setdefault(f.metadata["section"], []).append(name)
