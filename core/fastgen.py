@@ -34,6 +34,8 @@ def enabled(model, image=None) -> bool:
     base = getattr(model, "get_base_model", lambda: model)()
     if getattr(base, "hf_quantizer", None) is not None or getattr(base.config, "model_type", "") == "llava":
         return False
+    if len(set(map(str, (getattr(base, "hf_device_map", None) or {}).values()))) > 1:
+        return False  # split over several GPUs: one graph would have to span devices
     return getattr(model, "device", torch.device("cpu")).type == "cuda"
 
 

@@ -64,5 +64,12 @@ def test_pick_sampling_settings():
 def test_enabled_only_on_cuda_plain_models(tiny_model, monkeypatch):
     model, _ = _model(tiny_model)
     assert not fastgen.enabled(model)  # CPU here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("cuda")))
+    assert fastgen.enabled(model)  # what a GPU box would see
+    model.hf_device_map = {"model.layers.0": 0, "model.layers.1": 1}
+    assert not fastgen.enabled(model)  # split over two GPUs
+    del model.hf_device_map
+    assert not fastgen.enabled(model, image="a.png")  # LLaVA answers with an image go through generate
     monkeypatch.setenv("STUDIO_CUDA_GRAPHS", "0")
     assert not fastgen.enabled(model)
