@@ -361,12 +361,6 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
            "micro_batch_tokens": trainer.args.per_device_train_batch_size * case.seq, "overrides": overrides or {}}
     if prof is not None:
         res["profile"] = _profile_table(prof)
-        # the GPU's busy share over the two profiled steps: well under 1 means the step waits on the CPU
-        # (kernel launches, Python), and more rows per forward pass or fewer kernels would help
-        busy = sum(getattr(e, "self_device_time_total", 0) for e in prof.key_averages()) / 1e6
-        wall = t[w + 1] - t[w - 1] if len(t) > w + 1 else None
-        if wall:
-            res["profile_device_busy"] = round(busy / wall, 3)
     try:
         import dataclasses
 

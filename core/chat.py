@@ -101,7 +101,9 @@ def attach_adapter(chat: ChatModel, name: str, folder: str | Path) -> None:
         return
     try:
         if not chat.adapters:
-            vars(chat.model).pop("_studio_decoder", None)  # its graphs ran the unwrapped model
+            from core import fastgen
+
+            fastgen.release(chat.model)  # its graphs ran the unwrapped model
             chat.model = PeftModel.from_pretrained(chat.model, str(folder), adapter_name=name)
         else:
             chat.model.load_adapter(str(folder), adapter_name=name)

@@ -11,8 +11,8 @@ attached or not); everything else (CPU, 4/8-bit, LLaVA) goes through transformer
 STUDIO_CUDA_GRAPHS=0 turns it off.
 
     from core.fastgen import Decoder
-    dec = Decoder.for_model(model, need=len(prompt_ids) + max_new_tokens, key="adapter")
-    for token_id in dec.generate(input_ids, max_new_tokens=256, stop_ids=[2]): ...
+    dec = Decoder.for_model(model, need=len(prompt_ids) + max_new_tokens)
+    for token_id in dec.generate(input_ids, max_new_tokens=256, stop_ids=[2], key="adapter"): ...
 """
 
 from __future__ import annotations
@@ -23,16 +23,22 @@ from collections.abc import Iterator
 import torch
 
 _BUCKET = 1024  # cache lengths are rounded up to this, so most chats reuse one cache and its graphs
+_ATTR = "_studio_decoder"  # where a model keeps its Decoder
+
+
+def _base(model):
+    """The transformers model under a PEFT wrapper (or the model itself)."""
+    return getattr(model, "get_base_model", lambda: model)()
 
 
 def enabled(model, image=None) -> bool:
     """Whether `model` can decode through a captured graph here."""
     if os.environ.get("STUDIO_CUDA_GRAPHS", "1") == "0" or image is not None or not torch.cuda.is_available():
         return False
-    if getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None) is not None:
+    base = _base(model)
+    if getattr(base, "hf_quantizer", None) is not None:
         return False  # bitsandbytes' 4/8-bit kernels are not known to be capture-safe
-    base = getattr(model, "get_base_model", lambda: model)()
-    if getattr(base, "hf_quantizer", None) is not None or getattr(base.config, "model_type", "") == "llava":
+    if getattr(base.config, "model_type", "") == "llava":
         return False
     if len(set(map(str, (getattr(base, "hf_device_map", None) or {}).values()))) > 1:
         return False  # split over several GPUs: one graph would have to span devices
@@ -52,7 +58,7 @@ class Decoder:
         from transformers.cache_utils import StaticLayer
 
         self.model, self.max_len = model, max_len
-        config = getattr(model, "get_base_model", lambda: model)().config
+        config = _base(model).config
         self.cache = StaticCache(config=config, max_cache_len=max_len)
         if any(type(layer) is not StaticLayer for layer in self.cache.layers):
             # sliding-window layers keep their length in a Python int, which a replayed graph would not advance
@@ -64,15 +70,13 @@ class Decoder:
         self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
     @staticmethod
-    def for_model(model, need: int, key: str = "") -> Decoder:
+    def for_model(model, need: int) -> Decoder:
         """The model's decoder with room for `need` positions (made, or remade larger, on demand)."""
-        dec = getattr(model, "_studio_decoder", None)
+        dec = getattr(model, _ATTR, None)
         if dec is None or dec.max_len < need:
-            dec = None
-            model._studio_decoder = None  # drop the old cache and graphs before allocating the new ones
-            torch.cuda.empty_cache()
+            release(model)  # the old cache and graphs go before the new ones are allocated
             dec = Decoder(model, -(-need // _BUCKET) * _BUCKET)
-            model._studio_decoder = dec
+            setattr(model, _ATTR, dec)
         return dec
 
     def _forward(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -83,7 +87,7 @@ class Decoder:
     def _lengths(self) -> list[torch.Tensor]:
         return [layer.cumulative_length for layer in self.cache.layers]
 
-    def _capture(self, key: str) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    def _capture(self) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # the warm-up runs write the current position's K/V (the same values the replay writes) but also
         # advance each layer's length counter: put the counters back after them
         saved = [c.clone() for c in self._lengths()]
@@ -107,7 +111,7 @@ class Decoder:
         if not self.graphs_on:
             return self._forward(self.ids, self.pos)
         if key not in self.graphs:
-            self.graphs[key] = self._capture(key)
+            self.graphs[key] = self._capture()
         graph, logits = self.graphs[key]
         graph.replay()
         return logits
@@ -134,6 +138,12 @@ class Decoder:
             if seen is not None:
                 seen = torch.cat([seen, token])
             logits = self.step(token, n + i, key)
+
+
+def release(model) -> None:
+    """Drop `model`'s decoder (its cache and graphs), e.g. before the model is wrapped in another one."""
+    if vars(model).pop(_ATTR, None) is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def pick(logits: torch.Tensor, *, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
