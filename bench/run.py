@@ -278,14 +278,70 @@ def run_naive(case: Case, folder: Path, samples, steps: int, warmup: int, *, lr:
     return res
 
 
-def _profile_table(prof, n: int = 18) -> list[dict]:
-    rows = []
-    averages = prof.key_averages()  # one pass over the trace, not one per use
-    events = sorted(averages, key=lambda e: -getattr(e, "device_time_total", 0))
-    total = sum(getattr(e, "self_device_time_total", 0) for e in averages) or 1
-    for e in events[:n]:
-        rows.append({"op": e.key[:80], "device_ms": round(getattr(e, "device_time_total", 0) / 1e3, 2),
-                     "self_share": round(getattr(e, "self_device_time_total", 0) / total, 3), "calls": e.count})
+KERNEL_KINDS = [  # first match wins; names are the CUDA kernels' own
+    ("attention", ("flash", "fmha", "attention")),
+    ("gemm", ("nvjet", "gemm", "cutlass", "sm90_xmma", "ampere_", "cublas", "_scaled_mm")),
+    ("triton", ("triton", "liger", "_kernel_")),
+    ("optimizer", ("multi_tensor", "adam", "fused_adam")),
+    ("copy/cast", ("copy", "memcpy", "memset", "cat_", "catarray")),
+    ("reduce", ("reduce", "sum_", "norm")),
+    ("elementwise", ("elementwise", "vectorized", "unrolled")),
+]
+
+
+def _kind(name: str) -> str:
+    low = name.lower()
+    for kind, keys in KERNEL_KINDS:
+        if any(k in low for k in keys):
+            return kind
+    return "other"
+
+
+def _profile_table(prof, n: int = 25) -> list[dict]:
+    """GPU time by kernel kind, the GPU-busy share (kernel intervals merged, over the profiled wall time) and
+    the top kernels: what a missed speed target is explained with."""
+    from torch.autograd import DeviceType
+
+    # ProfilerStep* is the profiler's own range drawn on the GPU timeline, not a kernel
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA and e.time_range.elapsed_us() > 0
+               and not e.name.startswith("ProfilerStep")]
+    if not kernels:
+        return []
+    kernels.sort(key=lambda e: e.time_range.start)
+    spans = [(e.time_range.start, e.time_range.end) for e in kernels]
+    busy, cur_s, cur_e = 0, spans[0][0], spans[0][1]
+    gaps = []  # (idle us, index of the kernel after the gap): where the GPU waited on the host
+    for i, (s, e) in enumerate(spans[1:], 1):
+        if s > cur_e:
+            busy += cur_e - cur_s
+            gaps.append((s - cur_e, i))
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    busy += cur_e - cur_s
+    wall = spans[-1][1] - spans[0][0]
+    total = sum(e.time_range.elapsed_us() for e in kernels)
+    kinds: dict[str, float] = {}
+    per_name: dict[str, list] = {}
+    for e in kernels:
+        us = e.time_range.elapsed_us()
+        kinds[_kind(e.name)] = kinds.get(_kind(e.name), 0) + us
+        acc = per_name.setdefault(e.name, [0.0, 0])
+        acc[0] += us
+        acc[1] += 1
+    rows = [{"profile": "summary", "wall_ms": round(wall / 1e3, 1), "kernel_ms": round(total / 1e3, 1),
+             "gpu_busy_share": round(busy / wall, 3)}]
+    rows += [{"kind": k, "ms": round(v / 1e3, 1), "share": round(v / total, 3)}
+             for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    gaps.sort(reverse=True)
+    rows.append({"idle_ms_in_gaps_over_1ms": round(sum(g for g, _ in gaps if g > 1000) / 1e3, 1),
+                 "idle_ms_in_gaps_under_1ms": round(sum(g for g, _ in gaps if g <= 1000) / 1e3, 1),
+                 "gaps": len(gaps)})
+    for g, i in gaps[:10]:
+        rows.append({"gap_ms": round(g / 1e3, 2), "before": kernels[i - 1].name[:60], "after": kernels[i].name[:60]})
+    for name, (us, calls) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[:n]:
+        rows.append({"kernel": name[:90], "kind": _kind(name), "ms": round(us / 1e3, 2),
+                     "share": round(us / total, 3), "calls": calls})
     return rows
 
 
@@ -317,6 +373,15 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
         model = model.to(dev)
     rows = rows if rows is not None else pack(samples, case.seq, seed=0)
     marks: dict = {"t": [], "loss": [], "tokens": []}
+    gc_time = {0: 0.0, 1: 0.0, 2: 0.0}
+    gc_start: list = []
+
+    def on_gc(phase: str, info: dict) -> None:  # time spent in each GC generation from the first step on
+        if phase == "start" and marks["t"]:
+            gc_start[:] = [time.perf_counter()]
+        elif gc_start:
+            gc_time[info["generation"]] += time.perf_counter() - gc_start[0]
+
     prof = None
     if profile and dev == "cuda":
         from torch.profiler import ProfilerActivity, schedule
@@ -344,13 +409,19 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
     _reset_peak()
     if prof is not None:
         prof.start()
-    trainer.train()
+    gc.callbacks.append(on_gc)
+    try:
+        trainer.train()
+    finally:
+        gc.callbacks.remove(on_gc)
     if prof is not None:
         prof.stop()
     t, tk = marks["t"], marks["tokens"]
     w = max(warmup, 1)
     res = {"tokens_per_s": (tk[-1] - tk[w - 1]) / (t[-1] - t[w - 1]), "first_step_s": t[0] - t0,
            "losses": marks["loss"], **_peaks(),
+           "step_s": [round(b - a, 3) for a, b in zip(t, t[1:], strict=False)], "gc_s": {k: round(v, 3) for k, v in gc_time.items()},
+           "alloc_retries": torch.cuda.memory_stats().get("num_alloc_retries", 0) if dev == "cuda" else 0,
            # offload sets its layers up itself, with the Trainer's own checkpointing off
            "gradient_checkpointing": bool(trainer.args.gradient_checkpointing) or cfg.gradient_checkpointing == "offload",
            "checkpointing_mode": cfg.gradient_checkpointing,
