@@ -39,6 +39,94 @@ def _test_slow_save(step: int) -> None:
         time.sleep(float(spec.partition(":")[2] or 60))
 
 
+# run-dir writes made while training go through one background thread, in order: each is a read + fsync'd
+# atomic replace, and on the training thread it ran right after the step's host sync, with the GPU idle.
+_writer: list = []  # [ThreadPoolExecutor] once started
+_pending: list = []  # futures not yet checked
+
+
+def later(fn, *args, **kwargs) -> None:
+    """Run fn(*args, **kwargs) on the run-dir writer thread; an error from an earlier write is raised here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    while _pending and _pending[0].done():
+        _pending.pop(0).result()  # re-raises a failed write (disk full ...) in the training thread
+    if not _writer:
+        _writer.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="rundir-writer"))
+    _pending.append(_writer[0].submit(fn, *args, **kwargs))
+
+
+def drain() -> None:
+    """Wait for every queued run-dir write (before a final status, a checkpoint mark, the process end)."""
+    while _pending:
+        _pending.pop(0).result()
+
+
+class TokenCount(TrainerCallback):
+    """Non-padding tokens seen, summed on the GPU and read only when a log, save or stop needs the number.
+
+    The Trainer's own count ends every micro-batch with a host sync (`.item()`), and the GPU then idles while
+    Python gets the next micro-batch ready. Several processes keep the Trainer's count (it sums over ranks).
+    """
+
+    def __init__(self):
+        self.pending = None
+        self.pad = None
+
+    def install(self, trainer) -> bool:
+        args = trainer.args
+        if (args.world_size > 1 or args.include_num_input_tokens_seen != "non_padding"
+                or not hasattr(trainer, "_track_num_input_tokens")):
+            return False
+        self.pad = getattr(trainer.processing_class, "pad_token_id", None)
+        trainer._track_num_input_tokens = self.track
+        return True
+
+    def track(self, inputs) -> None:
+        if "attention_mask" in inputs:
+            n = inputs["attention_mask"].sum()
+        elif "input_ids" in inputs:
+            ids = inputs["input_ids"]
+            n = (ids != self.pad).sum() if self.pad is not None else ids.numel()
+        else:
+            return
+        self.pending = n if self.pending is None else self.pending + n
+
+    def _flush(self, state) -> None:
+        if self.pending is not None:
+            state.num_input_tokens_seen += int(self.pending)
+            self.pending = None
+
+    def on_step_end(self, args, state, control, **kw):
+        if control.should_log or control.should_save or control.should_training_stop or control.should_evaluate:
+            self._flush(state)
+
+    def on_train_end(self, args, state, control, **kw):
+        self._flush(state)
+
+
+class FrozenHeap(TrainerCallback):
+    """Keeps Python's garbage collector off the objects that exist when training starts.
+
+    A full collection walks every tracked object: with torch, transformers, the model's modules and the
+    tokenized data loaded that is millions, and the GPU runs dry while the step waits on it. Objects
+    frozen at the start are never scanned; what the steps themselves create still is.
+    """
+
+    def on_train_begin(self, args, state, control, **kw):
+        import gc
+        import os
+
+        if os.environ.get("STUDIO_GC_FREEZE", "1") != "0":
+            gc.collect()
+            gc.freeze()
+
+    def on_train_end(self, args, state, control, **kw):
+        import gc
+
+        gc.unfreeze()  # a process that goes on (the bench, tests) gets its collector back whole
+
+
 class RunDirCallback(TrainerCallback):
     """metrics.jsonl, status.json progress, atomic checkpoint folders, and graceful stop."""
 
@@ -83,9 +171,9 @@ class RunDirCallback(TrainerCallback):
             "time": now,
             **_gpu_memory(),
         }
-        append_jsonl(self.run_dir / rundir.METRICS, row)
-        rundir.write_status(self.run_dir, step=state.global_step, max_steps=state.max_steps, eta_s=row["eta_s"],
-                            loss=row["loss"])
+        later(append_jsonl, self.run_dir / rundir.METRICS, row)
+        later(rundir.write_status, self.run_dir, step=state.global_step, max_steps=state.max_steps, eta_s=row["eta_s"],
+              loss=row["loss"])
         self.t_last, self.tokens_last = now, tokens
 
     def on_step_end(self, args, state, control, **kw):
@@ -101,8 +189,11 @@ class RunDirCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             if self.is_main:
-                rundir.write_status(self.run_dir, state="stopping")
+                later(rundir.write_status, self.run_dir, state="stopping")
         return control
+
+    def on_train_end(self, args, state, control, **kw):
+        drain()
 
     def on_save(self, args, state, control, **kw):
         if not self.is_main:
@@ -112,6 +203,7 @@ class RunDirCallback(TrainerCallback):
         src = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if not src.is_dir():
             return
+        drain()
         _test_slow_save(state.global_step)
         atomic_write_text(src / rundir.COMPLETE_MARK, f"{state.global_step}\n")
         dst = Path(args.output_dir) / f"step-{state.global_step}"

@@ -131,12 +131,29 @@ class SFTDataset(torch.utils.data.Dataset):
         return self.rows[i]
 
 
+def varlen_boundaries(position_ids: torch.Tensor) -> dict:
+    """transformers' flash-attention keywords for packed rows: every sample's start in the flattened batch.
+
+    cu_seq_lens_* (int32, starts + the end) and max_length_* (the longest sample, a Python int).
+    """
+    flat = position_ids.reshape(-1)
+    starts = torch.nonzero(flat == 0, as_tuple=True)[0]
+    if starts.numel() == 0 or int(starts[0]) != 0:
+        starts = torch.cat([starts.new_zeros(1), starts])
+    cu = torch.cat([starts, starts.new_tensor([flat.numel()])]).to(torch.int32)
+    longest = int((cu[1:] - cu[:-1]).max())
+    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
+
+
 @dataclass
 class Collator:
     """Builds a batch from rows. Packed: flat rows with position ids; unpacked: padded + mask."""
 
     pad_token_id: int
     packed: bool
+    # packed rows for a varlen attention kernel: also hand it the sample boundaries, computed here on the CPU
+    # (from position ids on the GPU they cost a host sync per forward)
+    varlen_kwargs: bool = False
 
     def __call__(self, rows: list[list[dict]]) -> dict[str, torch.Tensor]:
         if self.packed:
@@ -156,11 +173,14 @@ class Collator:
                 batch_ids.append(ids + [self.pad_token_id] * pad)
                 batch_labels.append(labels + [IGNORE] * pad)
                 batch_pos.append(pos + list(range(pad)))  # padding forms its own "sample"
-            return {
+            batch = {
                 "input_ids": torch.tensor(batch_ids),
                 "labels": torch.tensor(batch_labels),
                 "position_ids": torch.tensor(batch_pos),
             }
+            if self.varlen_kwargs:
+                batch.update(varlen_boundaries(batch["position_ids"]))
+            return batch
         samples = [row[0] for row in rows]
         width = max(len(s["input_ids"]) for s in samples)
         ids, labels, mask = [], [], []

@@ -4,9 +4,10 @@ A packed row holds several samples; per-sample position ids say where each one s
 keep them apart with a dense block-diagonal mask, which rules out its flash kernel; flash-attn's
 varlen kernel skips the masked blocks altogether. PyTorch >= 2.10 ships that kernel as
 torch.nn.attention.varlen.varlen_attn, so the studio registers it with transformers under the
-name "studio_varlen". Everything that is not a packed training forward (generation with a KV
-cache, a padded batch) goes to transformers' sdpa path with the usual mask, so one model serves
-training and the evaluation answers in between.
+name "studio_varlen". The sample boundaries come from the collator (cu_seq_lens_*, computed on the
+CPU) or, failing that, from the position ids. Everything that is not a packed training forward
+(generation with a KV cache, right-padded rows) goes to transformers' causal sdpa path, so one model
+serves training and the evaluation answers in between (see register() for why no mask is needed).
 
     from core.train.varlen import register, available
     if available(): register(); AutoModelForCausalLM.from_pretrained(path, attn_implementation="studio_varlen")
@@ -76,7 +77,10 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     hk = key.shape[1]
-    cu, longest = segments(position_ids if position_ids.shape[0] == b else position_ids.expand(b, -1))
+    if kwargs.get("cu_seq_lens_q") is not None and kwargs.get("max_length_q") is not None:
+        cu, longest = kwargs["cu_seq_lens_q"], int(kwargs["max_length_q"])  # from the collator: no host sync
+    else:
+        cu, longest = segments(position_ids if position_ids.shape[0] == b else position_ids.expand(b, -1))
     q = query.transpose(1, 2).reshape(b * s, hq, d)
     k = key.transpose(1, 2).reshape(b * s, hk, d)
     v = value.transpose(1, 2).reshape(b * s, hk, d)
@@ -95,11 +99,16 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
 
 
 def register() -> str:
-    """Make "studio_varlen" a transformers attention implementation (idempotent); returns the name."""
+    """Make "studio_varlen" a transformers attention implementation (idempotent); returns the name.
+
+    No mask function is registered with it, on purpose: transformers then skips mask building for this
+    name altogether. For packed rows that work was wasted (the kernel takes sample boundaries, not a mask)
+    and cost a host sync per forward (its packed-sequence check) plus an s x s mask. The other inputs this
+    model sees while training are unpadded or right-padded (the evaluation answers, one prompt at a time;
+    unpacked rows), where causal sdpa without a mask gives the same result: a real token never looks at the
+    padding after it.
+    """
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(NAME, varlen_attention)
-    # the sdpa mask keeps generation and padded batches exact; the packed path ignores it
-    AttentionMaskInterface.register(NAME, sdpa_mask)
     return NAME

@@ -81,3 +81,31 @@ def test_unpacked_collator_pads_and_masks():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+
+
+def test_varlen_collator_hands_sample_boundaries_to_the_attention(tiny_model):
+    """cu_seq_lens / max_length are computed on the CPU and reach the attention function through transformers."""
+    from transformers import AttentionInterface, AutoModelForCausalLM
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from core.train import varlen
+
+    rows = [[{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}],
+            [{"input_ids": [4, 4, 4, 4], "labels": [4, 4, 4, 4]}]]
+    batch = Collator(pad_token_id=0, packed=True, varlen_kwargs=True)(rows)
+    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 5, 9, 10] == varlen.segments(batch["position_ids"])[0].tolist()
+    assert batch["cu_seq_lens_q"].dtype == torch.int32 and batch["max_length_q"] == 4 == batch["max_length_k"]
+    assert "cu_seq_lens_q" not in Collator(pad_token_id=0, packed=True)(rows)
+
+    seen = []
+
+    def recording(module, q, k, v, mask, **kw):
+        seen.append((kw.get("cu_seq_lens_q"), kw.get("max_length_q")))
+        return sdpa_attention_forward(module, q, k, v, mask, **kw)
+
+    AttentionInterface.register("test_recording", recording)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="test_recording")
+    with torch.no_grad():
+        model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False)
+    assert len(seen) == model.config.num_hidden_layers
+    assert all(cu is batch["cu_seq_lens_q"] and m == 4 for cu, m in seen)
