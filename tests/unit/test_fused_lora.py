@@ -123,7 +123,7 @@ def test_ineligible_layers_are_left_alone(tiny_model):
 def test_fused_matches_peft_under_bf16_autocast(tiny_model):
     """The training setup: a bf16 base, fp32 LoRA weights, autocast. Same loss and gradients up to bf16 rounding."""
     plain = _lora_model(tiny_model)
-    for name, p in plain.named_parameters():
+    for p in plain.parameters():
         if not p.requires_grad:
             p.data = p.data.to(torch.bfloat16)
     for m in plain.modules():  # as the engine sets it on a GPU: autocast does the casting
