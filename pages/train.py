@@ -118,6 +118,8 @@ def board(run_dir: Path) -> None:
                              eta=fmt_seconds(eta)))
     if status.get("error"):
         st.error(status["error"] + (f"\n\n{t('common.hint')}: {status['hint']}" if status.get("hint") else ""))
+    if status.get("loss_nonfinite_step"):
+        st.warning(t("train.loss_nonfinite", step=status["loss_nonfinite_step"]))
     m1, m2, m3, m4 = st.columns(4)
     loss = cols.last("loss")
     m1.metric(t("train.loss"), f"{loss:.4f}" if loss is not None else "–")

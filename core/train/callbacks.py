@@ -6,6 +6,7 @@ Only rank 0 writes files (several-GPU runs run these callbacks on every rank).
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import time
 from pathlib import Path
@@ -139,6 +140,7 @@ class RunDirCallback(TrainerCallback):
         self.t_last = self.t0
         self.tokens_last = 0
         self.step0 = 0
+        self.nonfinite_at = 0  # the first step whose logged loss was NaN/inf
 
     def on_train_begin(self, args, state, control, **kw):
         self.t0 = self.t_last = time.time()
@@ -171,6 +173,14 @@ class RunDirCallback(TrainerCallback):
             "time": now,
             **_gpu_memory(),
         }
+        loss = row["loss"]
+        if isinstance(loss, float) and not math.isfinite(loss) and not self.nonfinite_at:
+            # the Trainer no longer smooths a NaN/inf loss away (that check cost a host sync per micro-batch):
+            # say so where the user looks, once
+            self.nonfinite_at = state.global_step
+            print(f"[studio] warning: the loss is {loss} at step {state.global_step}: training diverged. Lower lr, "
+                  f"check the data, or use bf16 instead of fp16.", flush=True)
+            later(rundir.write_status, self.run_dir, loss_nonfinite_step=state.global_step)
         later(append_jsonl, self.run_dir / rundir.METRICS, row)
         later(rundir.write_status, self.run_dir, step=state.global_step, max_steps=state.max_steps, eta_s=row["eta_s"],
               loss=row["loss"])

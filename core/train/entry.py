@@ -590,7 +590,7 @@ def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | 
         return 0
     if is_main:
         rundir.write_status(run_dir, state="running", pid=pid, pgid=os.getpgid(0), waiting_for=None,
-                            started_at=time.time(), error=None, hint=None, exit_code=None)
+                            started_at=time.time(), error=None, hint=None, exit_code=None, loss_nonfinite_step=None)
     try:
         cfg = load_config(run_dir / rundir.CONFIG)
         state = train(cfg, run_dir, resume=resume, deepspeed=deepspeed, stop_flag=stop_flag)

@@ -227,6 +227,9 @@ S: dict[str, tuple[str, str]] = {
     "train.col_error": ("error", "错误"),
     "train.watch": ("Watch", "查看"),
     "train.stop": ("Stop", "停止"),
+    "train.loss_nonfinite": ("The loss became NaN/inf at step {step}: training diverged. Lower the learning rate, "
+                             "check the data, or train in bf16 instead of fp16.",
+                             "第 {step} 步的 loss 变成了 NaN/inf：训练已发散。请调低学习率、检查数据，或用 bf16 代替 fp16。"),
     "train.stopping": ("Stopping: a checkpoint is saved first.", "正在停止：会先保存检查点。"),
     "train.resume": ("Resume", "继续训练"),
     "train.resume_help": ("Continue from the latest complete checkpoint: {ckpt}", "从最新的完整检查点继续：{ckpt}"),

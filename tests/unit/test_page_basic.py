@@ -171,3 +171,19 @@ def test_train_page_start_error_names_the_field(ws):
     at.button(key="start_run").click().run()
     assert any("data_path" in e.value for e in at.error)
     assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_train_page_says_when_the_loss_diverged(ws, lang):
+    import time
+
+    from core import rundir
+
+    run = ws / "runs" / "20260101-000000-nan"
+    run.mkdir(parents=True)
+    rundir.write_status(run, state="running", run_id=run.name, step=9, max_steps=100, pid=None,
+                        loss_nonfinite_step=9, updated_at=time.time())
+    at = page("train", lang).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(w.value for w in at.warning)
+    assert ("step 9" in text) if lang == "en" else ("第 9 步" in text)

@@ -88,3 +88,20 @@ def test_frozen_heap_freezes_for_the_run_and_gives_the_collector_back():
     finally:
         cb.on_train_end(None, None, None)
     assert gc.get_freeze_count() == 0
+
+
+def test_a_nan_loss_is_reported_once(tmp_path, capsys):
+    """The Trainer's NaN filter is off (a sync per micro-batch): a diverged loss is logged, flagged, said once."""
+    from core import rundir
+
+    cb = callbacks.RunDirCallback(tmp_path, save_total_limit=2, stop_flag={}, is_main=True)
+    state = SimpleNamespace(global_step=7, max_steps=10, num_input_tokens_seen=0, epoch=0.1)
+    cb.on_log(None, state, None, logs={"loss": 1.5})
+    cb.on_log(None, state, None, logs={"loss": float("nan")})
+    state.global_step = 8
+    cb.on_log(None, state, None, logs={"loss": float("inf")})
+    callbacks.drain()
+    assert rundir.read_status(tmp_path)["loss_nonfinite_step"] == 7
+    assert capsys.readouterr().out.count("training diverged") == 1
+    losses = [m["loss"] for m in rundir.metrics(tmp_path)]
+    assert losses[0] == 1.5 and losses[1] != losses[1] and losses[2] == float("inf")
