@@ -160,3 +160,22 @@ def test_fused_under_gradient_checkpointing(tiny_model, mode):
     assert torch.allclose(loss_a, loss_b, atol=1e-6)
     for k in ga:
         assert torch.allclose(ga[k], gb[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_a_subset_of_targets_groups_what_it_has(tiny_model):
+    """LoRA on q_proj and v_proj only (a common recipe): q and v form a group, k stays a plain linear."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    plain = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    fused = copy.deepcopy(plain)
+    layers = fused.config.num_hidden_layers
+    assert fused_lora.enable(fused) == (2 * layers, layers)
+    ids = torch.randint(3, 200, (2, 40))
+    loss_a, ga = _grads(plain, ids)
+    loss_b, gb = _grads(fused, ids)
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    for k in ga:
+        assert torch.allclose(ga[k], gb[k], rtol=1e-4, atol=1e-6), k
