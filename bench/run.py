@@ -324,8 +324,8 @@ def _profile_table(prof, n: int = 25) -> list[dict]:
     kinds: dict[str, float] = {}
     per_name: dict[str, list] = {}
     for e in kernels:
-        us = e.time_range.elapsed_us()
-        kinds[_kind(e.name)] = kinds.get(_kind(e.name), 0) + us
+        us, kind = e.time_range.elapsed_us(), _kind(e.name)
+        kinds[kind] = kinds.get(kind, 0) + us
         acc = per_name.setdefault(e.name, [0.0, 0])
         acc[0] += us
         acc[1] += 1

@@ -136,12 +136,9 @@ def varlen_boundaries(position_ids: torch.Tensor) -> dict:
 
     cu_seq_lens_* (int32, starts + the end) and max_length_* (the longest sample, a Python int).
     """
-    flat = position_ids.reshape(-1)
-    starts = torch.nonzero(flat == 0, as_tuple=True)[0]
-    if starts.numel() == 0 or int(starts[0]) != 0:
-        starts = torch.cat([starts.new_zeros(1), starts])
-    cu = torch.cat([starts, starts.new_tensor([flat.numel()])]).to(torch.int32)
-    longest = int((cu[1:] - cu[:-1]).max())
+    from core.train.varlen import boundaries
+
+    cu, longest = boundaries(position_ids)
     return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
 
 

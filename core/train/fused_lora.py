@@ -201,10 +201,10 @@ def enable(model) -> tuple[int, int]:
             continue
         done = set()
         for names in GROUPS:
-            found = [kids[k] for k in sorted(names) if k in kids]
+            found = [m for name, m in kids.items() if name in names]  # in definition order (q, k, v)
             if len(found) > 1 and len({m.get_base_layer().in_features for m in found}) == 1 \
                     and len({_dropout_p(m) for m in found}) == 1:
-                grp = _Group(members=sorted(found, key=lambda m: list(kids.values()).index(m)))
+                grp = _Group(members=found)
                 for m in found:
                     m._studio_group = grp
                 done.update(id(m) for m in found)
@@ -218,7 +218,7 @@ def enable(model) -> tuple[int, int]:
 
 
 def disable(model) -> int:
-    """Back to PEFT's own forward everywhere (tests, A/B in the bench); returns how many were switched back."""
+    """Back to PEFT's own forward everywhere; returns how many were switched back."""
     n = 0
     for m in model.modules():
         if hasattr(m, "_studio_group"):

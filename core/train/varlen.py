@@ -38,17 +38,24 @@ def available() -> bool:
     return major >= 8  # the flash kernel needs Ampere or newer
 
 
-def segments(position_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """cu_seqlens (int32, starts of every sample + the end) and the longest sample, from position ids."""
-    if _seen.get("tensor") is position_ids and _seen.get("version") == position_ids._version:
-        return _seen["value"]
+def boundaries(position_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """cu_seqlens (int32, starts of every sample + the end) and the longest sample, from position ids.
+
+    On the CPU (the collator) this is free; on the GPU the int() is a host sync.
+    """
     flat = position_ids.reshape(-1)
     starts = torch.nonzero(flat == 0, as_tuple=True)[0]
     if starts.numel() == 0 or int(starts[0]) != 0:  # a row that does not begin a sample: treat it as one
         starts = torch.cat([starts.new_zeros(1), starts])
-    end = torch.tensor([flat.numel()], device=flat.device, dtype=starts.dtype)
-    cu = torch.cat([starts, end]).to(torch.int32)
-    value = (cu, int((cu[1:] - cu[:-1]).max()))  # one host sync per forward
+    cu = torch.cat([starts, starts.new_tensor([flat.numel()])]).to(torch.int32)
+    return cu, int((cu[1:] - cu[:-1]).max())
+
+
+def segments(position_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """boundaries() of the forward's position ids, computed once per forward, not once per layer."""
+    if _seen.get("tensor") is position_ids and _seen.get("version") == position_ids._version:
+        return _seen["value"]
+    value = boundaries(position_ids)
     _seen.update(tensor=position_ids, version=position_ids._version, value=value)
     return value
 

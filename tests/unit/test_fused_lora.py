@@ -31,6 +31,15 @@ def _grads(model, ids):
     return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _assert_same_step(plain, fused):
+    ids = torch.randint(3, 200, (2, 40))
+    loss_a, ga = _grads(plain, ids)
+    loss_b, gb = _grads(fused, ids)
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    for k in ga:
+        assert torch.allclose(ga[k], gb[k], rtol=1e-4, atol=1e-6), k
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_fused_matches_peft(tiny_model, bias):
     plain = _lora_model(tiny_model, bias=bias)
@@ -154,12 +163,7 @@ def test_fused_under_gradient_checkpointing(tiny_model, mode):
         fused.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
         offload.enable(fused)
-    ids = torch.randint(3, 200, (2, 40))
-    loss_a, ga = _grads(plain, ids)
-    loss_b, gb = _grads(fused, ids)
-    assert torch.allclose(loss_a, loss_b, atol=1e-6)
-    for k in ga:
-        assert torch.allclose(ga[k], gb[k], rtol=1e-4, atol=1e-6), k
+    _assert_same_step(plain, fused)
 
 
 def test_a_subset_of_targets_groups_what_it_has(tiny_model):
@@ -173,9 +177,4 @@ def test_a_subset_of_targets_groups_what_it_has(tiny_model):
     fused = copy.deepcopy(plain)
     layers = fused.config.num_hidden_layers
     assert fused_lora.enable(fused) == (2 * layers, layers)
-    ids = torch.randint(3, 200, (2, 40))
-    loss_a, ga = _grads(plain, ids)
-    loss_b, gb = _grads(fused, ids)
-    assert torch.allclose(loss_a, loss_b, atol=1e-6)
-    for k in ga:
-        assert torch.allclose(ga[k], gb[k], rtol=1e-4, atol=1e-6), k
+    _assert_same_step(plain, fused)
