@@ -372,12 +372,12 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
     if case.method != "qlora":
         model = model.to(dev)
     rows = rows if rows is not None else pack(samples, case.seq, seed=0)
-    marks: dict = {"t": [], "loss": [], "tokens": []}
+    marks: dict = {"loss": []}
     gc_time = {0: 0.0, 1: 0.0, 2: 0.0}
     gc_start: list = []
 
     def on_gc(phase: str, info: dict) -> None:  # time spent in each GC generation from the first step on
-        if phase == "start" and marks["t"]:
+        if phase == "start" and ends:
             gc_start[:] = [time.perf_counter()]
         elif gc_start:
             gc_time[info["generation"]] += time.perf_counter() - gc_start[0]
@@ -389,11 +389,20 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
         prof = torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
                                       schedule=schedule(wait=max(0, warmup - 1), warmup=1, active=2, repeat=1))
 
+    w = max(warmup, 1)
+    ends: dict[int, float] = {}  # wall clock at the ends of step 1, step w and the last step, each after a sync
+    events: list = []  # a CUDA event per step end: per-step GPU times without a sync per step
+
     class Timer(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
-            _sync()
-            marks["t"].append(time.time())
-            marks["tokens"].append(state.num_input_tokens_seen)
+            if state.global_step in (1, w) or control.should_training_stop:  # the flow callback ran first
+                _sync()
+                ends[state.global_step] = time.time()
+            if dev == "cuda":
+                events.append(torch.cuda.Event(enable_timing=True))
+                events[-1].record()
+            else:
+                events.append(time.time())
             if prof is not None:
                 prof.step()
 
@@ -406,6 +415,14 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
     trainer = build_trainer(cfg, run_dir, model, tok, SFTDataset(rows), dtype=dtype, model_path=folder,
                             extra_callbacks=[Timer()])
     trainer.args.disable_tqdm = True
+    batch_tokens: list[int] = []  # non-pad tokens of each micro-batch, counted on the CPU as the collator builds it
+    collate = trainer.data_collator
+
+    def counting_collate(batch_rows):
+        batch_tokens.append(sum(len(s["input_ids"]) for row in batch_rows for s in row))
+        return collate(batch_rows)
+
+    trainer.data_collator = counting_collate
     _reset_peak()
     if prof is not None:
         prof.start()
@@ -416,11 +433,16 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
         gc.callbacks.remove(on_gc)
     if prof is not None:
         prof.stop()
-    t, tk = marks["t"], marks["tokens"]
-    w = max(warmup, 1)
-    res = {"tokens_per_s": (tk[-1] - tk[w - 1]) / (t[-1] - t[w - 1]), "first_step_s": t[0] - t0,
-           "losses": marks["loss"], **_peaks(),
-           "step_s": [round(b - a, 3) for a, b in zip(t, t[1:], strict=False)], "gc_s": {k: round(v, 3) for k, v in gc_time.items()},
+    _sync()
+    accum = trainer.args.gradient_accumulation_steps
+    last = max(ends)
+    if dev == "cuda":
+        step_s = [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:], strict=False)]
+    else:
+        step_s = [b - a for a, b in zip(events, events[1:], strict=False)]
+    res = {"tokens_per_s": sum(batch_tokens[w * accum:last * accum]) / (ends[last] - ends[w]),
+           "first_step_s": ends[1] - t0, "losses": marks["loss"], **_peaks(),
+           "step_s": [round(x, 3) for x in step_s], "gc_s": {k: round(v, 3) for k, v in gc_time.items()},
            "alloc_retries": torch.cuda.memory_stats().get("num_alloc_retries", 0) if dev == "cuda" else 0,
            # offload sets its layers up itself, with the Trainer's own checkpointing off
            "gradient_checkpointing": bool(trainer.args.gradient_checkpointing) or cfg.gradient_checkpointing == "offload",
@@ -428,7 +450,7 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
            "liger": bool(trainer.args.use_liger_kernel), "attention": model.config._attn_implementation,
            "optim": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
            "micro_batch": trainer.args.per_device_train_batch_size,
-           "accumulation": trainer.args.gradient_accumulation_steps,
+           "accumulation": accum,
            "micro_batch_tokens": trainer.args.per_device_train_batch_size * case.seq, "overrides": overrides or {}}
     if prof is not None:
         res["profile"] = _profile_table(prof)

@@ -4,8 +4,9 @@ Loss is put on assistant turns only (unless a turn says `"loss": false`); pretra
 (`role: pretrain`) get loss on every token and no chat template. Turns are rendered with the
 tokenizer's chat template one prefix at a time, so the loss mask follows whatever template the
 model uses. Packed rows carry per-sample position ids and no attention mask: transformers then
-builds a block-diagonal causal mask (sdpa/eager) or varlen boundaries (flash-attn), so packed
-samples never attend to each other.
+builds a block-diagonal causal mask (sdpa/eager), so packed samples never attend to each other.
+For a varlen kernel (flash-attn, studio_varlen) the micro-batch is one flat sequence with the
+sample boundaries beside it: no padding to the widest row, no mask.
 
     python -m pytest tests/unit/test_train_dataset.py
 """
@@ -142,28 +143,44 @@ def varlen_boundaries(position_ids: torch.Tensor) -> dict:
     return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
 
 
+# a flat varlen batch is padded to a multiple of this: Triton kernels (Liger's RoPE, RMSNorm) specialise on an
+# integer argument's divisibility by 16, so a token count that changed it from one step to the next compiled a new
+# kernel variant mid-run (a 0.1-0.2 s stall, at a random step)
+FLAT_MULTIPLE = 16
+
+
 @dataclass
 class Collator:
-    """Builds a batch from rows. Packed: flat rows with position ids; unpacked: padded + mask."""
+    """Builds a batch from rows. Packed: rows with position ids (or one flat sequence); unpacked: padded + mask."""
 
     pad_token_id: int
     packed: bool
-    # packed rows for a varlen attention kernel: also hand it the sample boundaries, computed here on the CPU
-    # (from position ids on the GPU they cost a host sync per forward)
-    varlen_kwargs: bool = False
+    # packed rows for a varlen attention kernel: the micro-batch's rows go in as ONE sequence (no padding up to the
+    # widest row: those tokens were computed for nothing), with the sample boundaries computed here on the CPU (from
+    # position ids on the GPU they cost a host sync per forward). Only for a varlen kernel: sdpa would build a dense
+    # mask over the whole flat sequence.
+    varlen: bool = False
+
+    def _flat_rows(self, rows: list[list[dict]]) -> list[tuple[list[int], list[int], list[int]]]:
+        flat = []
+        for row in rows:
+            ids, labels, pos = [], [], []
+            for s in row:
+                ids += s["input_ids"]
+                # the first token of a sample is never predicted from the previous sample
+                labels += [IGNORE] + s["labels"][1:]
+                pos += list(range(len(s["input_ids"])))
+            flat.append((ids, labels, pos))
+        if self.varlen:
+            flat = [tuple([x for f in flat for x in f[part]] for part in range(3))]
+        return flat
 
     def __call__(self, rows: list[list[dict]]) -> dict[str, torch.Tensor]:
         if self.packed:
-            flat = []
-            for row in rows:
-                ids, labels, pos = [], [], []
-                for s in row:
-                    ids += s["input_ids"]
-                    # the first token of a sample is never predicted from the previous sample
-                    labels += [IGNORE] + s["labels"][1:]
-                    pos += list(range(len(s["input_ids"])))
-                flat.append((ids, labels, pos))
+            flat = self._flat_rows(rows)
             width = max(len(f[0]) for f in flat)
+            if self.varlen:
+                width = -(-width // FLAT_MULTIPLE) * FLAT_MULTIPLE
             batch_ids, batch_labels, batch_pos = [], [], []
             for ids, labels, pos in flat:
                 pad = width - len(ids)
@@ -175,7 +192,7 @@ class Collator:
                 "labels": torch.tensor(batch_labels),
                 "position_ids": torch.tensor(batch_pos),
             }
-            if self.varlen_kwargs:
+            if self.varlen:
                 batch.update(varlen_boundaries(batch["position_ids"]))
             return batch
         samples = [row[0] for row in rows]

@@ -351,7 +351,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
     import torch
     from transformers import Trainer
 
-    from core.train.callbacks import EvalSamplesCallback, FrozenHeap, RunDirCallback, TokenCount
+    from core.train.callbacks import AsyncLogs, EvalSamplesCallback, FrozenHeap, RunDirCallback
     from core.train.dataset import Collator
 
     n_params = sum(p.numel() for p in model.parameters())
@@ -389,18 +389,22 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
         f"gradient checkpointing {('on, inputs offloaded to CPU' if offload else 'on') if checkpointing else 'off'} "
         f"({why_ckpt}), "
         f"liger {'on' if liger else 'off'} ({why_liger}), device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    if liger:
+        from core.train import fused_ce
+
+        log(f"head + cross-entropy: {fused_ce.install()}")
     attention = getattr(model.config, "_attn_implementation", "")
     collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length,
-                        varlen_kwargs=cfg.pack_to_max_length and attention in ("studio_varlen", "flash_attention_2"))
+                        varlen=cfg.pack_to_max_length and attention in ("studio_varlen", "flash_attention_2"))
     micro, accum, why_micro = split_micro_batches(cfg, model_path, checkpointing, liger)
     # offload's layers are already set up: the Trainer must not re-enable its own checkpointing over them
     args = training_args(dataclasses.replace(cfg, batch_size=micro, accumulative_counts=accum), run_dir, dtype,
                          checkpointing and not offload, deepspeed, liger)
     log(f"optimizer: {getattr(args.optim, 'value', args.optim)}; {micro} row(s) x {accum} accumulation per optimizer "
         f"step ({why_micro}), <= {micro * accum * cfg.max_length} tokens")
-    tokens = TokenCount()
+    logs = AsyncLogs()
     callbacks = [
-        tokens,  # first: the others read the token count at the same step end
+        logs,
         RunDirCallback(run_dir, cfg.save_total_limit, stop_flag if stop_flag is not None else {}, is_main),
         EvalSamplesCallback(run_dir, tokenizer, cfg.evaluation_inputs, cfg.SYSTEM, cfg.evaluation_freq,
                             cfg.eval_max_new_tokens, is_main),
@@ -409,7 +413,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
     ]
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer, callbacks=callbacks)
-    tokens.install(trainer)
+    logs.install(trainer)
     trim_step_overheads(trainer, model)
     if not cfg.shuffle:  # rows in file order (packing already placed them); the Trainer always shuffles otherwise
         from torch.utils.data import SequentialSampler

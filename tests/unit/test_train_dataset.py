@@ -92,9 +92,11 @@ def test_varlen_collator_hands_sample_boundaries_to_the_attention(tiny_model):
 
     rows = [[{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}],
             [{"input_ids": [4, 4, 4, 4], "labels": [4, 4, 4, 4]}]]
-    batch = Collator(pad_token_id=0, packed=True, varlen_kwargs=True)(rows)
-    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 5, 9, 10] == varlen.segments(batch["position_ids"])[0].tolist()
-    assert batch["cu_seq_lens_q"].dtype == torch.int32 and batch["max_length_q"] == 4 == batch["max_length_k"]
+    batch = Collator(pad_token_id=0, packed=True, varlen=True)(rows)
+    # one flat sequence of 9 tokens, padded to 16 by a segment of its own
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 4, 4, 4, 4] + [0] * 7]
+    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 5, 9, 16] == varlen.segments(batch["position_ids"])[0].tolist()
+    assert batch["cu_seq_lens_q"].dtype == torch.int32 and batch["max_length_q"] == 7 == batch["max_length_k"]
     assert "cu_seq_lens_q" not in Collator(pad_token_id=0, packed=True)(rows)
 
     seen = []
@@ -108,4 +110,28 @@ def test_varlen_collator_hands_sample_boundaries_to_the_attention(tiny_model):
     with torch.no_grad():
         model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False)
     assert len(seen) == model.config.num_hidden_layers
-    assert all(cu is batch["cu_seq_lens_q"] and m == 4 for cu, m in seen)
+    assert all(cu is batch["cu_seq_lens_q"] and m == 7 for cu, m in seen)
+
+
+def test_flat_varlen_batch_gives_the_same_loss_as_rows(tiny_model, tiny_tokenizer):
+    """One flat sequence (varlen) and padded rows: the same tokens learned, the same loss, any width."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    qa = [("你是谁？", "我是小天。"), ("What is 2 plus 3?", "2 plus 3 is 5."), ("Hi", "Hello there, friend."),
+          ("Name a colour.", "Blue.")]
+    enc = [encode_sample(tiny_tokenizer, _conv(q, a), 128) for q, a in qa]
+    rows = [[enc[0], enc[1]], [enc[2]], [enc[3]]]
+    by_rows = Collator(pad_token_id=tiny_tokenizer.pad_token_id, packed=True)(rows)
+    flat = Collator(pad_token_id=tiny_tokenizer.pad_token_id, packed=True, varlen=True)(rows)
+    n = sum(len(e["input_ids"]) for e in enc)
+    assert flat["input_ids"].shape == (1, -(-n // 16) * 16) and by_rows["input_ids"].shape[0] == 3
+    learned = (flat["labels"] != IGNORE).sum()
+    assert learned == (by_rows["labels"] != IGNORE).sum() > 0
+    with torch.no_grad():
+        # sdpa keeps the flat sequence's samples apart through the position ids, as for a packed row
+        a = model(input_ids=by_rows["input_ids"], position_ids=by_rows["position_ids"], labels=by_rows["labels"],
+                  use_cache=False).loss
+        b = model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], labels=flat["labels"],
+                  use_cache=False).loss
+    assert torch.allclose(a, b, atol=1e-5), (a, b)

@@ -1,4 +1,4 @@
-"""The engine's per-step Python trimmed: token count without a sync per micro-batch, a cheap model.train(),
+"""The engine's per-step Python trimmed: logs and token count without a host sync, a cheap model.train(),
 the FLOP count from a cached parameter count, run-dir writes off the training thread. Same results."""
 
 from __future__ import annotations
@@ -12,25 +12,69 @@ from core.train import callbacks
 from core.train.entry import trim_step_overheads
 
 
-def _fake_trainer(world_size=1):
-    return SimpleNamespace(args=SimpleNamespace(world_size=world_size, include_num_input_tokens_seen="non_padding"),
-                           processing_class=SimpleNamespace(pad_token_id=0),
-                           _track_num_input_tokens=lambda inputs: None)
+def _tiny_trainer(tiny_model, tiny_tokenizer, run_dir, *, lagged: bool):
+    """A LoRA run of 6 steps on the CPU logging every step, saving at 3 and 6; with or without AsyncLogs."""
+    from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
+
+    from core.config import RunConfig
+    from core.train.dataset import SFTDataset, encode_sample, pack
+    from core.train.entry import build_trainer
+
+    qa = [("你是谁？", "我是小天。"), ("What is 2 plus 3?", "2 plus 3 is 5."), ("Hi", "Hello there."),
+          ("Name a colour.", "Blue."), ("Count to three.", "One, two, three.")] * 4
+    enc = [encode_sample(tiny_tokenizer, {"messages": [{"role": "user", "content": q},
+                                                       {"role": "assistant", "content": a}]}, 64) for q, a in qa]
+    cfg = RunConfig(pretrained_model_name_or_path=str(tiny_model), data_path="-", method="lora", lora_r=4,
+                    lora_alpha=8, max_length=48, pack_to_max_length=True, batch_size=1, accumulative_counts=2,
+                    max_steps=6, lr=1e-3, save_steps=3, save_total_limit=5, evaluation_freq=10**6,
+                    evaluation_inputs=[], logging_steps=1, torch_dtype="float32")
+    seen: list[int] = []
+
+    class Seen(TrainerCallback):  # how many steps were logged when a step ends (before its own log)
+        def on_step_end(self, args, state, control, **kw):
+            seen.append(sum("loss" in h for h in state.log_history))
+
+    set_seed(0)  # the LoRA weights' initial values
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    trainer = build_trainer(cfg, run_dir, model, tiny_tokenizer, SFTDataset(pack(enc, 48)), dtype=torch.float32,
+                            model_path=tiny_model, extra_callbacks=[Seen()])
+    logs = next(c for c in trainer.callback_handler.callbacks if isinstance(c, callbacks.AsyncLogs))
+    if lagged:  # as a GPU one step behind: a step's values land once a later step has ended
+        logs._landed = lambda snap: snap["step"] < trainer.state.global_step
+    else:  # the Trainer's own path
+        del trainer._maybe_log_save_evaluate, trainer._track_num_input_tokens
+    return trainer, seen
 
 
-def test_token_count_is_read_only_when_a_log_needs_it():
-    tc = callbacks.TokenCount()
-    tr = _fake_trainer()
-    assert tc.install(tr) and tr._track_num_input_tokens == tc.track
-    state = SimpleNamespace(num_input_tokens_seen=100)
-    tr._track_num_input_tokens({"input_ids": torch.tensor([[5, 6, 0, 0], [7, 0, 0, 0]])})
-    tr._track_num_input_tokens({"input_ids": torch.tensor([[1, 2, 3, 4]]), "attention_mask": torch.tensor([[1, 1, 1, 0]])})
-    quiet = SimpleNamespace(should_log=False, should_save=False, should_training_stop=False, should_evaluate=False)
-    tc.on_step_end(None, state, quiet)
-    assert state.num_input_tokens_seen == 100  # nothing read yet: no sync
-    tc.on_step_end(None, state, SimpleNamespace(**{**vars(quiet), "should_log": True}))
-    assert state.num_input_tokens_seen == 100 + 3 + 3  # non-pad tokens, then the attention mask's count
-    assert not callbacks.TokenCount().install(_fake_trainer(world_size=2))  # several ranks: the Trainer sums them
+def test_logs_read_a_step_late_are_the_same_logs(tiny_model, tiny_tokenizer, tmp_path):
+    """AsyncLogs: every step logged once, under its own step, with the Trainer's values; saves and the end wait."""
+    import json
+
+    from core import rundir
+
+    runs = {}
+    for lagged in (False, True):
+        trainer, seen = _tiny_trainer(tiny_model, tiny_tokenizer, tmp_path / str(lagged), lagged=lagged)
+        trainer.train()
+        callbacks.drain()
+        ckpt = json.loads((tmp_path / str(lagged) / rundir.CHECKPOINTS / "step-3" / "trainer_state.json").read_text())
+        runs[lagged] = (trainer.state, seen, ckpt, rundir.metrics(tmp_path / str(lagged)))
+    (state, seen, ckpt, metrics), (lstate, lseen, lckpt, lmetrics) = runs[False], runs[True]
+    assert seen == [0, 1, 2, 3, 4, 5]
+    assert lseen == [0, 0, 1, 3, 3, 4]  # a step late, except that the save at step 3 waited for every value
+    entries = [h for h in state.log_history if "loss" in h]
+    lentries = [h for h in lstate.log_history if "loss" in h]
+    assert [h["step"] for h in lentries] == [1, 2, 3, 4, 5, 6] == [h["step"] for h in entries]
+    for a, b in zip(entries, lentries, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
+        assert (b["learning_rate"], b["epoch"], b["num_input_tokens_seen"]) == (
+            a["learning_rate"], a["epoch"], a["num_input_tokens_seen"])
+    assert lstate.num_input_tokens_seen == state.num_input_tokens_seen > 0
+    assert lckpt["num_input_tokens_seen"] == ckpt["num_input_tokens_seen"]  # the checkpoint holds the count of step 3
+    assert [h["step"] for h in lckpt["log_history"] if "loss" in h] == [1, 2, 3]
+    assert [m["step"] for m in lmetrics] == [1, 2, 3, 4, 5, 6]
+    assert [m["tokens_seen"] for m in lmetrics] == [m["tokens_seen"] for m in metrics]
+    assert not callbacks.AsyncLogs().install(SimpleNamespace(args=SimpleNamespace(world_size=2)))  # the Trainer's
 
 
 def test_cheap_train_keeps_every_module_in_the_asked_mode(tiny_model):
