@@ -149,6 +149,14 @@ def varlen_boundaries(position_ids: torch.Tensor) -> dict:
 FLAT_MULTIPLE = 16
 
 
+def labelled_rows(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices (over batch x length) of the positions whose next token has a label: the rows a causal LM's
+    loss reads from its head. Computed on the CPU, where it costs no host sync."""
+    has_next = torch.zeros_like(labels, dtype=torch.bool)
+    has_next[..., :-1] = labels[..., 1:] != IGNORE
+    return torch.nonzero(has_next.reshape(-1), as_tuple=True)[0]
+
+
 @dataclass
 class Collator:
     """Builds a batch from rows. Packed: rows with position ids (or one flat sequence); unpacked: padded + mask."""
@@ -160,6 +168,10 @@ class Collator:
     # position ids on the GPU they cost a host sync per forward). Only for a varlen kernel: sdpa would build a dense
     # mask over the whole flat sequence.
     varlen: bool = False
+    # also hand over which positions carry a label (after the one-token shift), as `studio_head_rows`: the head and
+    # its cross-entropy then run on those rows only (prompt tokens need no logits). For the studio's fused head
+    # (core/train/fused_ce.py); the engine takes the key out of the batch before the model sees it.
+    head_rows: bool = False
 
     def _flat_rows(self, rows: list[list[dict]]) -> list[tuple[list[int], list[int], list[int]]]:
         flat = []
@@ -194,6 +206,8 @@ class Collator:
             }
             if self.varlen:
                 batch.update(varlen_boundaries(batch["position_ids"]))
+            if self.head_rows:
+                batch["studio_head_rows"] = labelled_rows(batch["labels"])
             return batch
         samples = [row[0] for row in rows]
         width = max(len(s["input_ids"]) for s in samples)
@@ -203,4 +217,7 @@ class Collator:
             ids.append(s["input_ids"] + [self.pad_token_id] * (width - n))
             labels.append(s["labels"] + [IGNORE] * (width - n))
             mask.append([1] * n + [0] * (width - n))
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        batch = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        if self.head_rows:
+            batch["studio_head_rows"] = labelled_rows(batch["labels"])
+        return batch

@@ -342,6 +342,19 @@ def trim_step_overheads(trainer, model) -> None:
         trainer.floating_point_ops = lambda inputs: 6 * inputs[main_input].numel() * n if main_input in inputs else 0
 
 
+def hand_head_rows(trainer) -> None:
+    """The collator's `studio_head_rows` (labelled positions) go to the fused head, not into the model's forward."""
+    from core.train import fused_ce
+
+    compute_loss = trainer.compute_loss
+
+    def with_rows(model, inputs, *a, **kw):
+        with fused_ce.rows_for(inputs.pop("studio_head_rows", None)):
+            return compute_loss(model, inputs, *a, **kw)
+
+    trainer.compute_loss = with_rows
+
+
 def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, dtype, model_path: Path | None = None,
                   stop_flag: dict | None = None, deepspeed: str | None = None, is_main: bool = True,
                   extra_callbacks: list | None = None):
@@ -389,13 +402,16 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
         f"gradient checkpointing {('on, inputs offloaded to CPU' if offload else 'on') if checkpointing else 'off'} "
         f"({why_ckpt}), "
         f"liger {'on' if liger else 'off'} ({why_liger}), device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    head_rows = False
     if liger:
         from core.train import fused_ce
 
-        log(f"head + cross-entropy: {fused_ce.install()}")
+        head_rows, why_head = fused_ce.install()
+        log(f"head + cross-entropy: {why_head}")
     attention = getattr(model.config, "_attn_implementation", "")
     collator = Collator(pad_token_id=tokenizer.pad_token_id, packed=cfg.pack_to_max_length,
-                        varlen=cfg.pack_to_max_length and attention in ("studio_varlen", "flash_attention_2"))
+                        varlen=cfg.pack_to_max_length and attention in ("studio_varlen", "flash_attention_2"),
+                        head_rows=head_rows)
     micro, accum, why_micro = split_micro_batches(cfg, model_path, checkpointing, liger)
     # offload's layers are already set up: the Trainer must not re-enable its own checkpointing over them
     args = training_args(dataclasses.replace(cfg, batch_size=micro, accumulative_counts=accum), run_dir, dtype,
@@ -415,6 +431,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, dataset, *, d
                       processing_class=tokenizer, callbacks=callbacks)
     logs.install(trainer)
     trim_step_overheads(trainer, model)
+    if head_rows:
+        hand_head_rows(trainer)
     if not cfg.shuffle:  # rows in file order (packing already placed them); the Trainer always shuffles otherwise
         from torch.utils.data import SequentialSampler
 

@@ -7,7 +7,8 @@ kernel as an integer argument, which Triton specialises on (divisible by 16 or n
 count flipped that compiled a second variant mid-run: a 0.1-0.2 s stall at a random step.
 
 This driver computes the summed loss, the form transformers uses with gradient accumulation (it divides by the
-step's label count itself), so the kernel's integer arguments are constants. Per chunk: one GEMM for the logits,
+step's label count itself), so the kernel's integer arguments are constants. Only the rows that carry a label go
+through the head when the collator has said which (prompt tokens need no logits). Per chunk: one GEMM for the logits,
 Liger's kernel turns them in place into the loss and d(loss)/d(logits), one GEMM for the hidden states' gradient,
 kept for the backward, which only scales it. The head's weight gets no gradient (LoRA and QLoRA freeze it): a
 trainable head keeps Liger's own path. `STUDIO_FUSED_CE=0` keeps Liger's path everywhere.
@@ -18,6 +19,7 @@ trainable head keeps Liger's own path. `STUDIO_FUSED_CE=0` keeps Liger's path ev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -25,6 +27,7 @@ import os
 import torch
 
 IGNORE = -100
+DRIVER = "studio driver (no host sync, labelled rows only)"
 # transient logits per chunk are bounded by this many bytes (Liger bounds them by the hidden states' size)
 CHUNK_BYTES = 256 * 2**20
 
@@ -107,14 +110,37 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy_sum(hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
-                             ignore_index: int = IGNORE, chunk: int | None = None) -> torch.Tensor:
-    """sum over labelled rows of cross_entropy(hidden @ weight.T, target), fp32; gradient to `hidden` only."""
+                             ignore_index: int = IGNORE, chunk: int | None = None,
+                             rows: torch.Tensor | None = None) -> torch.Tensor:
+    """sum over labelled rows of cross_entropy(hidden @ weight.T, target), fp32; gradient to `hidden` only.
+
+    `rows`: the indices of the labelled rows when known beforehand (the collator's `studio_head_rows`); only
+    they go through the head, the others get a zero gradient, as they would anyway.
+    """
     if weight.requires_grad:
         raise ValueError("linear_cross_entropy_sum gives no gradient to the head's weight; it must be frozen")
-    hidden = hidden.reshape(-1, hidden.shape[-1]).to(weight.dtype).contiguous()
-    target = target.reshape(-1).to(hidden.device).contiguous()
+    hidden = hidden.reshape(-1, hidden.shape[-1]).to(weight.dtype)
+    target = target.reshape(-1).to(hidden.device)
+    if rows is not None and rows.numel() < target.numel():
+        rows = rows.to(hidden.device, non_blocking=True)
+        hidden, target = hidden.index_select(0, rows), target.index_select(0, rows)
+    hidden, target = hidden.contiguous(), target.contiguous()
     chunk = chunk or chunk_rows(weight.shape[0], weight.element_size())
     return _LinearCrossEntropy.apply(hidden, weight, target, ignore_index, chunk)
+
+
+# the labelled rows of the micro-batch now in the forward (set by the engine around each forward, see rows_for)
+_rows: list = []
+
+
+@contextlib.contextmanager
+def rows_for(rows: torch.Tensor | None):
+    """While a forward runs: the head only needs these rows (flat indices over batch x length)."""
+    _rows[:] = [rows]
+    try:
+        yield
+    finally:
+        _rows.clear()
 
 
 # the keyword arguments Liger's loss helper may pass on, and the values this driver implements
@@ -122,19 +148,19 @@ _DEFAULTS = {"bias": None, "ce_weight": None, "lse_square_scale": 0.0, "label_sm
              "use_token_scaling": False, "accum_dtype": None}
 
 
-def install() -> str:
-    """Route Liger's causal-LM loss (every model family it patches) through this driver; says what it did."""
+def install() -> tuple[bool, str]:
+    """Route Liger's causal-LM loss (every model family it patches) through this driver: (on, what was done)."""
     if os.environ.get("STUDIO_FUSED_CE") == "0":
-        return "Liger's own (STUDIO_FUSED_CE=0)"
+        return False, "Liger's own (STUDIO_FUSED_CE=0)"
     try:
         from liger_kernel.transformers.model import loss_utils
     except ImportError:
-        return "Liger's own (liger-kernel not installed)"
+        return False, "Liger's own (liger-kernel not installed)"
     if _liger_kernel() is None:
-        return "Liger's own (its cross-entropy kernel's arguments changed)"
+        return False, "Liger's own (its cross-entropy kernel's arguments changed)"
     original = loss_utils.fixed_fused_linear_cross_entropy
     if getattr(original, "studio_driver", False):
-        return "studio driver (no host sync)"
+        return True, DRIVER
 
     def fixed_fused_linear_cross_entropy(hidden_states, lm_head_weight, target, num_items_in_batch=None,
                                          ignore_index=IGNORE, final_logit_softcapping=None, accum_dtype=None,
@@ -146,11 +172,14 @@ def install() -> str:
             return original(hidden_states, lm_head_weight, target, num_items_in_batch, ignore_index,
                             final_logit_softcapping, accum_dtype, return_token_accuracy=return_token_accuracy,
                             return_predicted_tokens=return_predicted_tokens, **kwargs)
-        loss = linear_cross_entropy_sum(hidden_states, lm_head_weight, target, ignore_index)
+        rows = _rows[0] if _rows else None
+        if rows is not None and rows.numel() > target.numel():
+            rows = None  # not this forward's rows (a shape check only: reading the values would be a sync)
+        loss = linear_cross_entropy_sum(hidden_states, lm_head_weight, target, ignore_index, rows=rows)
         if num_items_in_batch is None:  # a mean over this batch's labels, still without reading the count
             return loss / (target != ignore_index).sum().clamp(min=1)
         return loss / num_items_in_batch
 
     fixed_fused_linear_cross_entropy.studio_driver = True
     loss_utils.fixed_fused_linear_cross_entropy = fixed_fused_linear_cross_entropy
-    return "studio driver (no host sync)"
+    return True, DRIVER

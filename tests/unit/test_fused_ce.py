@@ -44,3 +44,47 @@ def test_chunks_bound_the_transient_logits():
     assert chunk_rows(152064, 2) == 768  # Qwen2.5's vocabulary in bf16: 768 x 152k x 2 bytes <= 256 MiB
     assert chunk_rows(152064, 2) * 152064 * 2 <= 256 * 2**20
     assert chunk_rows(10_000_000, 4) == 128  # never below one GEMM tile
+
+
+def test_only_the_labelled_rows_through_the_head_gives_the_same_loss_and_gradient():
+    from core.train.dataset import Collator, labelled_rows
+
+    rows = [[{"input_ids": [5, 6, 7, 8], "labels": [IGNORE, IGNORE, 7, 8]}, {"input_ids": [9, 4], "labels": [9, 4]}],
+            [{"input_ids": [3, 3, 3], "labels": [IGNORE, 3, 3]}]]
+    for varlen in (False, True):
+        batch = Collator(pad_token_id=0, packed=True, varlen=varlen, head_rows=True)(rows)
+        labels = batch["labels"]
+        shifted = torch.cat([labels[:, 1:], torch.full((labels.shape[0], 1), IGNORE)], dim=1).reshape(-1)
+        assert batch["studio_head_rows"].tolist() == torch.nonzero(shifted != IGNORE)[:, 0].tolist()
+    assert labelled_rows(torch.tensor([[IGNORE, 1, IGNORE, 2]])).tolist() == [0, 2]
+    assert "studio_head_rows" not in Collator(pad_token_id=0, packed=True)(rows)
+
+    torch.manual_seed(1)
+    hidden = torch.randn(2, 9, 8, dtype=torch.float64)
+    weight = torch.randn(30, 8, dtype=torch.float64)
+    target = torch.randint(0, 30, (2, 9))
+    target[0, :5] = IGNORE
+    target[1, 7:] = IGNORE
+    keep = torch.nonzero(target.reshape(-1) != IGNORE)[:, 0]
+    a, b = hidden.clone().requires_grad_(), hidden.clone().requires_grad_()
+    full = linear_cross_entropy_sum(a, weight, target)
+    some = linear_cross_entropy_sum(b, weight, target, rows=keep)
+    full.backward()
+    some.backward()
+    assert some.item() == pytest.approx(full.item(), rel=1e-6)
+    assert torch.allclose(a.grad, b.grad, atol=1e-7)
+
+
+def test_the_engine_takes_the_rows_out_of_the_batch_for_the_head():
+    from types import SimpleNamespace
+
+    from core.train import fused_ce
+    from core.train.entry import hand_head_rows
+
+    seen = []
+    trainer = SimpleNamespace(compute_loss=lambda model, inputs, **kw: seen.append((set(inputs), list(fused_ce._rows))))
+    hand_head_rows(trainer)
+    rows = torch.tensor([1, 2])
+    trainer.compute_loss(None, {"input_ids": 1, "studio_head_rows": rows}, num_items_in_batch=3)
+    assert seen[0][0] == {"input_ids"} and seen[0][1][0] is rows  # the model never sees the key
+    assert fused_ce._rows == []  # and the next forward does not inherit them
