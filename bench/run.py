@@ -346,7 +346,8 @@ def _profile_table(prof, n: int = 25) -> list[dict]:
 
 
 def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup: int, scratch: Path, *,
-               overrides: dict | None = None, rows: list | None = None, profile: bool = False) -> dict:
+               overrides: dict | None = None, rows: list | None = None, profile: bool = False,
+               sync_check: bool = False) -> dict:
     """The studio's own path: load_model + build_trainer (varlen attention, Liger, micro-batches, fused AdamW)."""
     import torch
     from transformers import AutoTokenizer, TrainerCallback
@@ -365,6 +366,8 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
                     torch_dtype="bfloat16" if dev == "cuda" else "float32", logging_steps=1)
     settings.update(case.extra)
     settings.update(overrides or {})
+    if int(settings.get("dataloader_num_workers", 0)):
+        raise ValueError("the bench counts tokens in the collator, in this process: keep dataloader_num_workers at 0")
     cfg = RunConfig(**settings)
     tok = AutoTokenizer.from_pretrained(folder)
     t0 = time.time()
@@ -393,8 +396,39 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
     ends: dict[int, float] = {}  # wall clock at the ends of step 1, step w and the last step, each after a sync
     events: list = []  # a CUDA event per step end: per-step GPU times without a sync per step
 
+    syncs: dict[str, int] = {}
+    checking: list = []  # [warnings.catch_warnings()] while the sync check is on
+
+    def check_syncs(on: bool) -> None:
+        import traceback
+        import warnings
+
+        if on:
+            checking.append(warnings.catch_warnings())
+            checking[0].__enter__()
+            warnings.simplefilter("always")
+
+            def record(message, category, filename, lineno, file=None, line=None):
+                frames = [f for f in traceback.extract_stack()[:-1]
+                          if "/torch/" not in f.filename and "warnings" not in f.filename]
+                site = f"{'/'.join(frames[-1].filename.split('/')[-2:])}:{frames[-1].lineno} {frames[-1].name}" \
+                    if frames else f"{filename}:{lineno}"
+                syncs[site] = syncs.get(site, 0) + 1
+
+            warnings.showwarning = record
+            torch.cuda.set_sync_debug_mode("warn")
+        elif checking:
+            torch.cuda.set_sync_debug_mode("default")
+            checking.pop().__exit__(None, None, None)
+
     class Timer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if sync_check and dev == "cuda" and state.global_step == w:
+                check_syncs(True)
+
         def on_step_end(self, args, state, control, **kw):
+            if sync_check and state.global_step == w + 2:
+                check_syncs(False)
             if state.global_step in (1, w) or control.should_training_stop:  # the flow callback ran first
                 _sync()
                 ends[state.global_step] = time.time()
@@ -431,6 +465,7 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
         trainer.train()
     finally:
         gc.callbacks.remove(on_gc)
+        check_syncs(False)
     if prof is not None:
         prof.stop()
     _sync()
@@ -452,6 +487,8 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
            "micro_batch": trainer.args.per_device_train_batch_size,
            "accumulation": accum,
            "micro_batch_tokens": trainer.args.per_device_train_batch_size * case.seq, "overrides": overrides or {}}
+    if sync_check:
+        res["host_syncs_in_2_steps"] = dict(sorted(syncs.items(), key=lambda kv: -kv[1]))
     if prof is not None:
         res["profile"] = _profile_table(prof)
     try:
@@ -491,7 +528,7 @@ def n_params_of(folder: Path) -> int:
 
 
 def run_case(case: Case, root: Path, steps: int, warmup: int, overrides: dict | None = None,
-             profile: bool = False) -> list[dict]:
+             profile: bool = False, sync_check: bool = False) -> list[dict]:
     import torch
 
     folder = model_folder(case.shape, root)
@@ -507,7 +544,8 @@ def run_case(case: Case, root: Path, steps: int, warmup: int, overrides: dict | 
             if side.startswith("naive"):
                 r = run_naive(case, folder, samples, steps, warmup, autocast=side == "naive_autocast")
             else:
-                r = run_engine(case, folder, samples, steps, warmup, root, overrides=overrides, profile=profile)
+                r = run_engine(case, folder, samples, steps, warmup, root, overrides=overrides, profile=profile,
+                               sync_check=sync_check)
         except torch.cuda.OutOfMemoryError as e:
             r = {"error": f"OOM: {str(e)[:200]}"}
         except Exception as e:  # one broken case must not cost the rest of a GPU lease
@@ -760,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="RunConfig override on the engine side (repeatable), e.g. attn_implementation=sdpa")
     p.add_argument("--sides", default="", help="naive,engine or one of them (default: the case's own)")
     p.add_argument("--profile", action="store_true", help="print the engine's top GPU kernels for 2 steps")
+    p.add_argument("--sync-check", action="store_true",
+                   help="list where the engine's steps w+1 and w+2 wait on the GPU (torch's sync debug mode)")
     p.add_argument("--agree", action="store_true", help="also compare loss curves over 50 steps")
     p.add_argument("--agree-shape", default="internlm2_1_8b")
     p.add_argument("--list", action="store_true")
@@ -784,11 +824,13 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     meta = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
             "torch": torch.__version__, "time": time.strftime("%Y-%m-%d %H:%M"), "argv": argv or sys.argv[1:]}
-    for mod in ("transformers", "peft", "bitsandbytes", "liger_kernel"):
+    from importlib import metadata
+
+    for mod in ("transformers", "peft", "bitsandbytes", "liger-kernel"):
         try:
-            meta[mod] = __import__(mod).__version__
-        except (ImportError, AttributeError):
-            meta[mod] = None
+            meta[mod.replace("-", "_")] = metadata.version(mod)
+        except metadata.PackageNotFoundError:
+            meta[mod.replace("-", "_")] = None
     rows: list[dict] = []
     overrides = _parse_sets(a.set)
 
@@ -810,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
                 case = CASES[name]
                 if a.sides:
                     case = dataclasses.replace(case, sides=tuple(x for x in a.sides.split(",") if x))
-                rows += run_case(case, root, a.steps, a.warmup, overrides, a.profile)
+                rows += run_case(case, root, a.steps, a.warmup, overrides, a.profile, a.sync_check)
         except Exception as e:  # keep going: the rest of the lease is worth more than one case
             import traceback
 
