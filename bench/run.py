@@ -8,10 +8,11 @@ peft LoRA on all linear layers, sdpa, gradient checkpointing, torch AdamW, micro
     python -m studio bench                                  # the default H100 suite (make bench)
     python -m studio bench --cases qwen7b-lora64-s2048 --steps 10 --out bench/results/x.json
     python -m studio bench --list
+    python -m studio bench --cases qwen7b-lora64-s2048 --sides engine --profile --sync-check   # where time goes
 
 Prints one JSON line per measurement and writes them all to --out. Figures: tokens/s (non-pad),
 MFU (4N + attention FLOPs per token over 989 TFLOP/s bf16 dense), peak memory allocated/reserved,
-time to first step, and engine/baseline ratios.
+time to first step, per-step GPU times (CUDA events, no sync per step), and engine/baseline ratios.
 """
 
 from __future__ import annotations
