@@ -376,7 +376,7 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
     if case.method != "qlora":
         model = model.to(dev)
     rows = rows if rows is not None else pack(samples, case.seq, seed=0)
-    marks: dict = {"loss": []}
+    losses: list[float] = []
     gc_time = {0: 0.0, 1: 0.0, 2: 0.0}
     gc_start: list = []
 
@@ -443,7 +443,7 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
-                marks["loss"].append(float(logs["loss"]))
+                losses.append(float(logs["loss"]))
 
     run_dir = scratch / f"run-{case.name}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -477,7 +477,7 @@ def run_engine(case: Case, folder: Path, samples: list[dict], steps: int, warmup
     else:
         step_s = [b - a for a, b in zip(events, events[1:], strict=False)]
     res = {"tokens_per_s": sum(batch_tokens[w * accum:last * accum]) / (ends[last] - ends[w]),
-           "first_step_s": ends[1] - t0, "losses": marks["loss"], **_peaks(),
+           "first_step_s": ends[1] - t0, "losses": losses, **_peaks(),
            "step_s": [round(x, 3) for x in step_s], "gc_s": {k: round(v, 3) for k, v in gc_time.items()},
            "alloc_retries": torch.cuda.memory_stats().get("num_alloc_retries", 0) if dev == "cuda" else 0,
            # offload sets its layers up itself, with the Trainer's own checkpointing off

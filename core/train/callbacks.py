@@ -84,17 +84,16 @@ class AsyncLogs(TrainerCallback):
         import inspect
 
         args = trainer.args
-        if args.world_size > 1:
+        original = getattr(trainer, "_maybe_log_save_evaluate", None)
+        if args.world_size > 1 or original is None:
             return False
+        signature = inspect.signature(original)
+        if not {"tr_loss", "grad_norm", "start_time", "learning_rate"} <= set(signature.parameters):
+            return False  # a Trainer whose logging hook looks different: leave it alone (token count included)
         self.trainer = trainer
         if args.include_num_input_tokens_seen == "non_padding" and hasattr(trainer, "_track_num_input_tokens"):
             self.pad = getattr(trainer.processing_class, "pad_token_id", None)
             trainer._track_num_input_tokens = self.track
-        original = getattr(trainer, "_maybe_log_save_evaluate", None)
-        if original is None or not {"tr_loss", "grad_norm", "start_time", "learning_rate"} <= set(
-                inspect.signature(original).parameters):
-            return False  # a Trainer whose logging hook looks different: leave it alone
-        signature = inspect.signature(original)
 
         def maybe_log_save_evaluate(*a, **kw):
             bound = signature.bind(*a, **kw).arguments

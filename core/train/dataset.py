@@ -206,18 +206,17 @@ class Collator:
             }
             if self.varlen:
                 batch.update(varlen_boundaries(batch["position_ids"]))
-            if self.head_rows:
-                batch["studio_head_rows"] = labelled_rows(batch["labels"])
-            return batch
-        samples = [row[0] for row in rows]
-        width = max(len(s["input_ids"]) for s in samples)
-        ids, labels, mask = [], [], []
-        for s in samples:
-            n = len(s["input_ids"])
-            ids.append(s["input_ids"] + [self.pad_token_id] * (width - n))
-            labels.append(s["labels"] + [IGNORE] * (width - n))
-            mask.append([1] * n + [0] * (width - n))
-        batch = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        else:
+            samples = [row[0] for row in rows]
+            width = max(len(s["input_ids"]) for s in samples)
+            ids, labels, mask = [], [], []
+            for s in samples:
+                n = len(s["input_ids"])
+                ids.append(s["input_ids"] + [self.pad_token_id] * (width - n))
+                labels.append(s["labels"] + [IGNORE] * (width - n))
+                mask.append([1] * n + [0] * (width - n))
+            batch = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+                     "attention_mask": torch.tensor(mask)}
         if self.head_rows:
             batch["studio_head_rows"] = labelled_rows(batch["labels"])
         return batch

@@ -26,7 +26,8 @@ import os
 
 import torch
 
-IGNORE = -100
+from core.train.dataset import IGNORE
+
 DRIVER = "studio driver (no host sync, labelled rows only)"
 # transient logits per chunk are bounded by this many bytes (Liger bounds them by the hidden states' size)
 CHUNK_BYTES = 256 * 2**20
@@ -145,7 +146,7 @@ def rows_for(rows: torch.Tensor | None):
 
 # the keyword arguments Liger's loss helper may pass on, and the values this driver implements
 _DEFAULTS = {"bias": None, "ce_weight": None, "lse_square_scale": 0.0, "label_smoothing": 0.0, "return_z_loss": False,
-             "use_token_scaling": False, "accum_dtype": None}
+             "use_token_scaling": False}
 
 
 def install() -> tuple[bool, str]:
