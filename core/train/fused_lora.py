@@ -5,13 +5,16 @@ more passes over the (tokens x out) output in the forward, two more in the backw
 layer hands autograd its own input gradient to sum. On a 7B step that elementwise work was ~15% of the GPU time
 and thousands of extra kernel launches (bench/results). Here:
 
-- the LoRA product lands in the base GEMM's output through `addmm_` (alpha = scaling): no extra pass;
-- the backward writes the LoRA input gradient into the base one the same way, and returns one gradient for the
-  shared input of a group (q/k/v, gate/up) instead of one per projection;
-- with no dropout, a group's A matrices run as one GEMM (x read once for q, k and v).
+- the thin LoRA GEMM writes the output first and the base GEMM adds onto it in its epilogue (beta = 1): the
+  (tokens x out) output is written once and read once inside a compute-bound kernel, with no memory-bound
+  read-modify-write after it (measured on an H100: +1.8% on a 7B step against adding the LoRA product after);
+- the backward builds the input gradient the same way (LoRA part first, base GEMMs onto it), and returns one
+  gradient for the shared input of a group (q/k/v, gate/up) instead of one per projection;
+- with no dropout, a group's A matrices run as one GEMM (x read once for q, k and v), the scaling is one multiply
+  on the small (tokens x r) product, and on CUDA the adapters' fp32 gradients come straight out of the GEMMs.
 
-Same maths as PEFT (up to 16-bit rounding: the LoRA product is added in the GEMM's fp32 accumulator rather than
-rounded first). It applies to LoRA on a plain nn.Linear base with one active adapter and no DoRA; anything else
+Same maths as PEFT up to 16-bit rounding (the rounded LoRA product is added in the base GEMM's fp32 accumulator).
+It applies to LoRA on a plain nn.Linear base with one active adapter and no DoRA; anything else
 (QLoRA's 4-bit base, FP8 base, several adapters, adapters disabled for an A/B answer) keeps PEFT's own forward.
 A group is formed by name (q_proj/k_proj/v_proj, gate_proj/up_proj, w1/w3): the first member called computes all
 of them and hands the others their output when they are called with the same input tensor; a call that does not
@@ -27,7 +30,6 @@ import types
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 GROUPS = ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"}, {"w1", "w3"})
 ADAPTER = "default"
@@ -75,8 +77,31 @@ class _Group:
     pending: dict = field(default_factory=dict)  # member index -> output not yet handed out
 
 
+def _mm_to(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """a @ b in `dtype`; on CUDA a 16-bit product for fp32 weights comes out of the GEMM in fp32 (no cast kernel)."""
+    if a.dtype == dtype:
+        return a @ b
+    if a.is_cuda and dtype == torch.float32:
+        return torch.mm(a, b, out_dtype=dtype)
+    return (a @ b).to(dtype)
+
+
+def _scale_(parts: list, whole: torch.Tensor | None, scalings: tuple) -> None:
+    """Multiply each column block by its scaling in place: one kernel on the whole when the scalings agree."""
+    if whole is not None and len(set(scalings)) == 1:
+        whole.mul_(scalings[0])
+    else:
+        for t, sc in zip(parts, scalings, strict=True):
+            t.mul_(sc)
+
+
 class _FusedLoRA(torch.autograd.Function):
-    """outputs_i = x W_i^T + b_i + s_i * (drop_i(x) A_i^T) B_i^T for every member i; parameters flat as (W, b, A, B)*n."""
+    """outputs_i = x W_i^T + b_i + s_i * (drop_i(x) A_i^T) B_i^T for every member i; parameters flat as (W, b, A, B)*n.
+
+    The scaling is applied to h_i = drop_i(x) A_i^T (tokens x r, small), once for a group, and h_i is saved scaled:
+    B's gradient needs no further multiply. Kernel launches matter here: a 7B step runs ~4,000 kernels and every
+    one leaves the GPU idle for a few microseconds between.
+    """
 
     @staticmethod
     def forward(ctx, x, spec, *params):
@@ -86,25 +111,32 @@ class _FusedLoRA(torch.autograd.Function):
         dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         shape = x.shape
         ws, bs, a_s, b_s = params[0::4], params[1::4], params[2::4], params[3::4]
+        ranks = [a.shape[0] for a in a_s]
         with torch.autocast(dev, enabled=False):
             x2 = x.reshape(-1, shape[-1]).to(dt)
-            ac = [a.to(dt) for a in a_s]
             bc = [b.to(dt) for b in b_s]
             drop = p > 0 and training
             masks: list = []
             if drop:
+                ac = [a.to(dt) for a in a_s]
+                a_cat = None
                 masks = [torch.rand_like(x2) >= p for _ in range(n)]
                 xs = [x2 * m / (1 - p) for m in masks]
-                hs = [xi @ a.t() for xi, a in zip(xs, ac, strict=True)]
-                a_cat = None
+                hs = [(xi @ a.t()).mul_(sc) for xi, a, sc in zip(xs, ac, scalings, strict=True)]
             else:
-                a_cat = torch.cat(ac) if n > 1 else ac[0]
-                hs = list((x2 @ a_cat.t()).split([a.shape[0] for a in ac], dim=1))
+                a_cat = (torch.cat(a_s) if n > 1 else a_s[0]).to(dt)  # one cast for the group
+                ac = list(a_cat.split(ranks))
+                h_all = x2 @ a_cat.t()
+                hs = list(h_all.split(ranks, dim=1))
+                _scale_(hs, h_all, scalings)
                 xs = [x2]
             outs = []
-            for w, b, h, bm, s in zip(ws, bs, hs, bc, scalings, strict=True):
-                y = F.linear(x2, w.to(dt), None if b is None else b.to(dt))
-                y.addmm_(h, bm.t(), alpha=s)
+            for w, b, h, bm in zip(ws, bs, hs, bc, strict=True):
+                # the thin LoRA GEMM (+ bias) writes the output, then the base GEMM adds onto it in its epilogue
+                # (beta = 1): the (tokens x out) output is read once inside a compute-bound kernel instead of
+                # read and written again by a memory-bound one after it
+                y = torch.mm(h, bm.t()) if b is None else torch.addmm(b.to(dt), h, bm.t())
+                y.addmm_(x2, w.to(dt).t())
                 outs.append(y.view(*shape[:-1], y.shape[-1]))
         ctx.set_materialize_grads(False)
         ctx.spec, ctx.dt, ctx.shape, ctx.x_dtype, ctx.drop, ctx.n = spec, dt, shape, x.dtype, drop, n
@@ -128,34 +160,39 @@ class _FusedLoRA(torch.autograd.Function):
         d_a: list = [None] * n
         d_b: list = [None] * n
         dhs: list = [None] * n
+        g2s: list = [None] * n
         dx = None
         with torch.autocast(dev, enabled=False):
             for i, g in enumerate(grads):
                 if g is None:
                     continue
-                g2 = g.reshape(-1, g.shape[-1]).to(dt)
-                s = scalings[i]
-                d_b[i] = (g2.t() @ hs[i]).mul_(s).to(ctx.param_dtypes[i][1])
-                dhs[i] = (g2 @ bc[i]).mul_(s)
-                if need_x:
-                    w = ws[i].to(dt)
-                    dx = g2 @ w if dx is None else dx.addmm_(g2, w)
+                g2s[i] = g2 = g.reshape(-1, g.shape[-1]).to(dt)
+                d_b[i] = _mm_to(g2.t(), hs[i], ctx.param_dtypes[i][1])  # hs are saved scaled
+                dhs[i] = g2 @ bc[i]
             live = [i for i in range(n) if dhs[i] is not None]
+            # the input gradient's LoRA part is written first and the base GEMMs add onto it (as in the forward)
             if live and not drop and len(live) == n and n > 1:
                 dh_cat = torch.cat(dhs, dim=1)
-                for i, da in enumerate((dh_cat.t() @ xs[0]).split([a.shape[0] for a in ac])):
+                _scale_(list(dh_cat.split([a.shape[0] for a in ac], dim=1)), dh_cat, scalings)
+                for i, da in enumerate(_mm_to(dh_cat.t(), xs[0], ctx.param_dtypes[0][0]).split(
+                        [a.shape[0] for a in ac])):
                     d_a[i] = da.to(ctx.param_dtypes[i][0])
                 if need_x:
-                    dx.addmm_(dh_cat, a_cat)
+                    dx = dh_cat @ a_cat
             else:
                 for i in live:
+                    dhs[i].mul_(scalings[i])
                     xi = xs[i] if drop else xs[0]
-                    d_a[i] = (dhs[i].t() @ xi).to(ctx.param_dtypes[i][0])
+                    d_a[i] = _mm_to(dhs[i].t(), xi, ctx.param_dtypes[i][0])
                     if need_x:
                         if drop:  # through the dropout: only kept positions, rescaled
-                            dx.add_((dhs[i] @ ac[i]) * masks[i], alpha=1 / (1 - p))
+                            part = (dhs[i] @ ac[i]).mul_(masks[i]).mul_(1 / (1 - p))
+                            dx = part if dx is None else dx.add_(part)
                         else:
-                            dx.addmm_(dhs[i], ac[i])
+                            dx = dhs[i] @ ac[i] if dx is None else dx.addmm_(dhs[i], ac[i])
+            if need_x:
+                for i in live:
+                    dx.addmm_(g2s[i], ws[i].to(dt))
         out = [dx.view(ctx.shape).to(ctx.x_dtype) if dx is not None else None, None]
         for i in range(n):
             out += [None, None, d_a[i], d_b[i]]
