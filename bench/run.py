@@ -338,8 +338,16 @@ def _profile_table(prof, n: int = 25) -> list[dict]:
     rows.append({"idle_ms_in_gaps_over_1ms": round(sum(g for g, _ in gaps if g > 1000) / 1e3, 1),
                  "idle_ms_in_gaps_under_1ms": round(sum(g for g, _ in gaps if g <= 1000) / 1e3, 1),
                  "gaps": len(gaps)})
+    host = [e for e in prof.events() if e.device_type != DeviceType.CUDA and not e.name.startswith("ProfilerStep")]
     for g, i in gaps[:10]:
-        rows.append({"gap_ms": round(g / 1e3, 2), "before": kernels[i - 1].name[:60], "after": kernels[i].name[:60]})
+        row = {"gap_ms": round(g / 1e3, 2), "before": kernels[i - 1].name[:60], "after": kernels[i].name[:60]}
+        if g > 1000:  # what the host was doing while the GPU waited: the ops overlapping the gap the most
+            lo, hi = spans[i][0] - g, spans[i][0]
+            over = sorted(((min(hi, e.time_range.end) - max(lo, e.time_range.start), e) for e in host
+                           if e.time_range.start < hi and e.time_range.end > lo), key=lambda t: -t[0])
+            row["host"] = [f"{e.name[:50]} ({ov / 1e3:.1f}/{e.time_range.elapsed_us() / 1e3:.1f} ms)"
+                           for ov, e in over[:8]]
+        rows.append(row)
     for name, (us, calls) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[:n]:
         rows.append({"kernel": name[:90], "kind": _kind(name), "ms": round(us / 1e3, 2),
                      "share": round(us / total, 3), "calls": calls})
@@ -809,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in [*CASES, *OTHER]:
             print(name)
         return 0
+    from core.train.entry import use_expandable_segments
+
+    use_expandable_segments()  # as `studio train` runs (the naive side shares the process: measured neutral there)
     import torch
 
     names = [c for c in a.cases.split(",") if c]
@@ -824,7 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(a.scratch)
     root.mkdir(parents=True, exist_ok=True)
     meta = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "torch": torch.__version__, "time": time.strftime("%Y-%m-%d %H:%M"), "argv": argv or sys.argv[1:]}
+            "torch": torch.__version__, "time": time.strftime("%Y-%m-%d %H:%M"), "argv": argv or sys.argv[1:],
+            "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
     from importlib import metadata
 
     for mod in ("transformers", "peft", "bitsandbytes", "liger-kernel"):

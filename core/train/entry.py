@@ -641,7 +641,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", default=None)
     p.add_argument("--deepspeed", default=None)
     a = p.parse_args(argv)
+    use_expandable_segments()
     return run(a.run_dir, resume=a.resume, deepspeed=a.deepspeed)
+
+
+def use_expandable_segments() -> None:
+    """Let PyTorch's allocator grow segments in place unless the user configured it (read at the first CUDA allocation).
+
+    Packed micro-batches change length every step; with fixed segments the cache fragments: a 7B LoRA run on an
+    H100 held 76.4 GiB reserved for 53.6 GiB allocated (2.8 GiB from the card's end), 53.6 GiB with this, at the
+    same speed (bench/results).
+    """
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ def test_bench_tiny_cases_and_loss_agreement_on_cpu(tmp_path):
                         "--scratch", str(tmp_path / "s"), "--out", str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    data = json.loads(out.read_text())
+    assert data["meta"]["alloc_conf"]  # the allocator setting the figures were taken under is recorded
+    rows = data["rows"]
     by = {(x["case"], x.get("side", "")): x for x in rows}
     assert by[("tiny-lora8-s256", "naive")]["tokens_per_s"] > 0
     assert by[("tiny-lora8-s256", "engine")]["tokens_per_s"] > 0
@@ -42,4 +44,14 @@ def test_bench_refuses_gpu_cases_without_a_gpu():
         pytest.skip("a GPU is present")
     r = subprocess.run([sys.executable, "-m", "studio", "bench", "--cases", "qwen7b-lora64-s2048"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "needs a CUDA GPU" in r.stderr
+
+
+def test_lora_gemm_timings_need_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = subprocess.run([sys.executable, "-m", "bench.lora_gemms"], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 1 and "needs a CUDA GPU" in r.stderr

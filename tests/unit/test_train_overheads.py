@@ -149,3 +149,16 @@ def test_a_nan_loss_is_reported_once(tmp_path, capsys):
     assert capsys.readouterr().out.count("training diverged") == 1
     losses = [m["loss"] for m in rundir.metrics(tmp_path)]
     assert losses[0] == 1.5 and losses[1] != losses[1] and losses[2] == float("inf")
+
+
+def test_expandable_segments_by_default_and_a_users_allocator_setting_wins(monkeypatch):
+    import os
+
+    from core.train.entry import use_expandable_segments
+
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    use_expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:512")
+    use_expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:512"
