@@ -819,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from core.train.entry import use_expandable_segments
 
-    use_expandable_segments()  # as `studio train` runs (the naive side shares the process: measured neutral there)
+    use_expandable_segments()  # as `studio train` runs; the naive side shares the process (within noise there: results)
     import torch
 
     names = [c for c in a.cases.split(",") if c]
