@@ -86,12 +86,12 @@ def _mm_to(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
     return (a @ b).to(dtype)
 
 
-def _scale_(parts: list, whole: torch.Tensor | None, scalings: tuple) -> None:
-    """Multiply each column block by its scaling in place: one kernel on the whole when the scalings agree."""
-    if whole is not None and len(set(scalings)) == 1:
+def _scale_(whole: torch.Tensor, ranks: list[int], scalings: tuple) -> None:
+    """Multiply each member's column block by its scaling in place: one kernel when the scalings agree."""
+    if len(set(scalings)) == 1:
         whole.mul_(scalings[0])
     else:
-        for t, sc in zip(parts, scalings, strict=True):
+        for t, sc in zip(whole.split(ranks, dim=1), scalings, strict=True):
             t.mul_(sc)
 
 
@@ -127,8 +127,8 @@ class _FusedLoRA(torch.autograd.Function):
                 a_cat = (torch.cat(a_s) if n > 1 else a_s[0]).to(dt)  # one cast for the group
                 ac = list(a_cat.split(ranks))
                 h_all = x2 @ a_cat.t()
+                _scale_(h_all, ranks, scalings)
                 hs = list(h_all.split(ranks, dim=1))
-                _scale_(hs, h_all, scalings)
                 xs = [x2]
             outs = []
             for w, b, h, bm in zip(ws, bs, hs, bc, strict=True):
@@ -172,10 +172,10 @@ class _FusedLoRA(torch.autograd.Function):
             live = [i for i in range(n) if dhs[i] is not None]
             # the input gradient's LoRA part is written first and the base GEMMs add onto it (as in the forward)
             if live and not drop and len(live) == n and n > 1:
+                ranks = [a.shape[0] for a in ac]
                 dh_cat = torch.cat(dhs, dim=1)
-                _scale_(list(dh_cat.split([a.shape[0] for a in ac], dim=1)), dh_cat, scalings)
-                for i, da in enumerate(_mm_to(dh_cat.t(), xs[0], ctx.param_dtypes[0][0]).split(
-                        [a.shape[0] for a in ac])):
+                _scale_(dh_cat, ranks, scalings)
+                for i, da in enumerate(_mm_to(dh_cat.t(), xs[0], ctx.param_dtypes[0][0]).split(ranks)):
                     d_a[i] = da.to(ctx.param_dtypes[i][0])
                 if need_x:
                     dx = dh_cat @ a_cat
