@@ -9,13 +9,20 @@ in the file, arithmetic and `dict(...)`; everything else (imported classes, `PRO
     python -m studio import-xtuner internlm2_1_8b_qlora_alpaca_e3_copy.py -o my_run.yaml
 
 Every setting that has no equivalent is listed (and written as a comment in the YAML).
+
+Evaluation is bounded (LIMITS below): a config holds small constants, so `9**9**9`, `'ab' * 10**8`, a
+1,000-deep expression or a value that would take seconds to build is refused with its line and
+expression instead of being computed.
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
 import operator
 import os
+import reprlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,26 @@ from core.config.schema import TEMPLATES, ConfigError, RunConfig, config_from_di
 from core.errors import StudioError
 
 # ---------------------------------------------------------------------------- safe evaluation
+
+# What one config may make us compute. Real XTuner configs are ~8 KB of small constants
+# (lr = 2e-4, max_length = int(2048 - (336 / 14)**2)); these bounds are far above any of them and
+# far below what would take a second or a few MB to build.
+MAX_SOURCE_BYTES = 1 << 20  # the .py file itself
+MAX_INT_BITS = 256  # |int| < 2**256 (pow and * are checked before they are computed)
+MAX_VALUE_SIZE = 100_000  # characters of a string, items of a list/dict, nested ones counted each time
+MAX_TOTAL_SIZE = 2_000_000  # everything the file builds, together
+MAX_DEPTH = 50  # nesting of an expression, or of a value built up through names
+MAX_SECONDS = 5.0
+LIMITS = {"source bytes": MAX_SOURCE_BYTES, "int bits": MAX_INT_BITS, "value size": MAX_VALUE_SIZE,
+          "total size": MAX_TOTAL_SIZE, "depth": MAX_DEPTH, "seconds": MAX_SECONDS}
+
+
+class _Refused(Exception):
+    """An expression beyond LIMITS; parse_xtuner turns it into a one-line StudioError with the line."""
+
+    def __init__(self, node: ast.AST, why: str):
+        super().__init__(why)
+        self.node, self.why = node, why
 
 
 @dataclass(frozen=True)
@@ -62,6 +89,8 @@ class Unknown:
         return self.src
 
 
+_SRC_SHOWN = 300  # an Unknown keeps this much of its source text (it is only ever shown)
+
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _CMP = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -77,11 +106,92 @@ class _Evaluator:
     def __init__(self, src: str):
         self.src = src
         self.env: dict[str, Any] = {}
+        self.depth = 0
+        self.total = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+        # id -> (value, size, depth) of every value built so far; the value is held so its id stays unique
+        self.measured: dict[int, tuple[Any, int, int]] = {}
 
     def unknown(self, node: ast.AST) -> Unknown:
-        return Unknown(ast.get_source_segment(self.src, node) or ast.dump(node))
+        text = ast.get_source_segment(self.src, node) or type(node).__name__
+        return Unknown(text if len(text) <= _SRC_SHOWN else text[:_SRC_SHOWN] + "...")
+
+    def measure(self, v: Any) -> tuple[int, int]:
+        """(size, depth) of a value: characters + items, nested ones counted each time they appear."""
+        hit = self.measured.get(id(v))
+        if hit is not None and hit[0] is v:
+            return hit[1], hit[2]
+        if isinstance(v, (str, Unknown)):
+            size, depth = len(v if isinstance(v, str) else v.src) + 1, 0
+        elif isinstance(v, Symbol):
+            size, depth = len(v.name) + 1, 0
+        elif isinstance(v, (list, tuple, dict, Call)):
+            if isinstance(v, dict):
+                parts = [*v.keys(), *v.values()]
+            elif isinstance(v, Call):
+                parts = [v.func, *v.args, *(x for _, x in v.kwargs)]
+            else:
+                parts = list(v)
+            size, depth = 1, 0
+            for x in parts:
+                s, d = self.measure(x)
+                size, depth = size + s, max(depth, d + 1)
+        else:
+            size, depth = 1, 0
+        self.measured[id(v)] = (v, size, depth)
+        return size, depth
+
+    def check(self, node: ast.AST, v: Any) -> Any:
+        """Refuse a value beyond LIMITS (an int too wide, a string or list too long, nested too deep)."""
+        if isinstance(v, int) and v.bit_length() > MAX_INT_BITS:
+            raise _Refused(node, f"an integer wider than {MAX_INT_BITS} bits")
+        if _plain(v) and not isinstance(v, str):
+            return v
+        new = id(v) not in self.measured
+        size, depth = self.measure(v)
+        if size > MAX_VALUE_SIZE:
+            raise _Refused(node, f"a value of {size:,} items/characters (the limit is {MAX_VALUE_SIZE:,})")
+        if depth > MAX_DEPTH:
+            raise _Refused(node, f"a value nested {depth} deep (the limit is {MAX_DEPTH})")
+        if new:
+            self.total += size
+            if self.total > MAX_TOTAL_SIZE:
+                raise _Refused(node, f"the file builds more than {MAX_TOTAL_SIZE:,} items/characters in all")
+        return v
+
+    def _size_of(self, v: Any) -> int:
+        return len(v) if isinstance(v, str) else self.measure(v)[0]
+
+    def _precheck(self, node: ast.AST, op: ast.operator, a: Any, b: Any) -> None:
+        """Refuse `x ** n`, `x * n` and `'%...' % x` whose result would be too big, before computing it."""
+        ints = isinstance(a, int) and isinstance(b, int)
+        # |a| >= 2**(bits - 1), so a**b has more than (bits - 1) * b bits; below that bound it is cheap to compute
+        # and check() looks at the exact result
+        if isinstance(op, ast.Pow) and ints and b > 0 and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:
+            raise _Refused(node, f"a power of more than {(abs(a).bit_length() - 1) * b:,} bits "
+                                 f"(the limit is {MAX_INT_BITS})")
+        if isinstance(op, ast.Mult):
+            if ints and a.bit_length() + b.bit_length() > MAX_INT_BITS + 1:
+                raise _Refused(node, f"a product wider than {MAX_INT_BITS} bits")
+            for seq, n in ((a, b), (b, a)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and n > 0:
+                    size = self._size_of(seq) * n
+                    if size > MAX_VALUE_SIZE:
+                        raise _Refused(node, f"a repetition of {size:,} items/characters "
+                                             f"(the limit is {MAX_VALUE_SIZE:,})")
 
     def eval(self, node: ast.AST) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Refused(node, f"an expression nested more than {MAX_DEPTH} deep")
+            if time.monotonic() > self.deadline:
+                raise _Refused(node, f"evaluating the file took more than {MAX_SECONDS:g} s")
+            return self.check(node, self._eval(node))
+        finally:
+            self.depth -= 1
+
+    def _eval(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
@@ -105,13 +215,20 @@ class _Evaluator:
             return self.unknown(node)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             a, b = self.eval(node.left), self.eval(node.right)
+            if isinstance(node.op, ast.Mod) and isinstance(a, str):
+                return self.unknown(node)  # '%999999999d' % 1: formatting is never needed for a setting
             if _plain(a) and _plain(b) and a is not None and b is not None:
+                self._precheck(node, node.op, a, b)
                 try:
                     return _BINOPS[type(node.op)](a, b)
                 except Exception:  # noqa: BLE001 - e.g. 'a' - 1: not evaluable, kept as text
                     return self.unknown(node)
             if isinstance(a, list) and isinstance(b, list) and isinstance(node.op, ast.Add):
                 return a + b
+            if isinstance(node.op, ast.Mult) and any(isinstance(x, (list, tuple)) for x in (a, b)) \
+                    and any(isinstance(x, int) and not isinstance(x, bool) for x in (a, b)):
+                self._precheck(node, node.op, a, b)
+                return a * b
             return self.unknown(node)
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
             a, b = self.eval(node.left), self.eval(node.comparators[0])
@@ -133,6 +250,8 @@ class _Evaluator:
             if isinstance(func, Symbol) and func.name == "dict" and not args:
                 return kwargs
             if isinstance(func, Symbol) and func.name in _SAFE_CALLS and all(_plain(a) for a in args) and not kwargs:
+                if func.name == "round" and len(args) > 1 and isinstance(args[1], int) and abs(args[1]) > 100:
+                    return self.unknown(node)  # round(5, -10**50) computes 10**(10**50)
                 try:
                     return _SAFE_CALLS[func.name](*args)
                 except Exception:  # noqa: BLE001
@@ -147,6 +266,13 @@ class _Evaluator:
         return lines
 
     def _block(self, body: list[ast.stmt], lines: dict[str, int]) -> None:
+        self.depth += 1
+        try:
+            self._statements(body, lines)
+        finally:
+            self.depth -= 1
+
+    def _statements(self, body: list[ast.stmt], lines: dict[str, int]) -> None:
         for st in body:
             if isinstance(st, ast.Assign):
                 value = self.eval(st.value)
@@ -203,8 +329,15 @@ def _typename(v: Any) -> str | None:
     return None
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 120
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 12
+_SHORT.maxlevel = 4
+
+
 def _fmt(v: Any) -> str:
-    return repr(v) if not isinstance(v, str) else repr(v)
+    """A value as the message shows it: the repr, cut short (a value may be up to MAX_VALUE_SIZE long)."""
+    return _SHORT.repr(v)
 
 
 class _Mapper:
@@ -469,6 +602,26 @@ class _Mapper:
 
 # ---------------------------------------------------------------------------- public API
 
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def read_source(path: Path) -> str:
+    """The config's text: UTF-16 / UTF-8 by their BOM, else UTF-8; anything else is a one-line error."""
+    size = path.stat().st_size
+    if size > MAX_SOURCE_BYTES:
+        raise StudioError(f"{path}: {size:,} bytes; an XTuner config is a few KB (the limit is {MAX_SOURCE_BYTES:,})",
+                          "give the .py file `xtuner copy-cfg` wrote")
+    data = path.read_bytes()[:MAX_SOURCE_BYTES + 1]
+    enc = next((e for bom, e in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(enc)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1 if enc == "utf-8" else None
+        where = f"{path}:{line}" if line else str(path)
+        raise StudioError(f"{where}: not {enc.upper()} text (byte 0x{data[e.start]:02x} cannot be decoded)",
+                          "save the file as UTF-8 (most editors: File > Save with Encoding)") from None
+
+
 def parse_xtuner(py_path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, int]]:
     """The top-level variables of an XTuner config, evaluated safely (name -> value), and their lines.
 
@@ -477,14 +630,29 @@ def parse_xtuner(py_path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     path = Path(py_path)
     if not path.is_file():
         raise StudioError(f"no XTuner config at {path}", "give the .py file `xtuner copy-cfg` wrote")
-    src = path.read_text(encoding="utf-8")
+    src = read_source(path)
     try:
         tree = ast.parse(src, filename=str(path))
     except SyntaxError as e:
-        raise StudioError(f"{path}:{e.lineno}: not valid Python ({e.msg})",
+        raise StudioError(f"{path}{f':{e.lineno}' if e.lineno else ''}: not valid Python ({e.msg})",
                           "fix the line the error points at (a missing comma or quote, usually)") from None
+    except ValueError as e:  # NUL bytes
+        raise StudioError(f"{path}: not a Python text file ({e})", "give the .py file `xtuner copy-cfg` wrote") from None
+    except (RecursionError, MemoryError):
+        raise StudioError(f"{path}: an expression is nested too deeply for Python's parser",
+                          "an XTuner config holds plain settings; remove the deeply nested expression") from None
     ev = _Evaluator(src)
-    lines = ev.run(tree)
+    try:
+        lines = ev.run(tree)
+    except _Refused as e:
+        expr = ast.get_source_segment(src, e.node) or type(e.node).__name__
+        expr = " ".join(expr.split())
+        expr = expr if len(expr) <= 60 else expr[:57] + "..."
+        raise StudioError(f"{path}:{getattr(e.node, 'lineno', '?')}: refused to evaluate `{expr}`: {e.why}",
+                          "an XTuner config holds small constants; write the value itself") from None
+    except RecursionError:  # a backstop: MAX_DEPTH keeps the evaluator well inside Python's stack
+        raise StudioError(f"{path}: nested too deeply to evaluate",
+                          "an XTuner config holds plain settings; remove the deeply nested expression") from None
     lines["__part2__"] = next((i for i, ln in enumerate(src.splitlines(), 1) if "PART 2" in ln), 0)
     return ev.env, lines
 

@@ -228,3 +228,154 @@ def test_cli_writes_yaml_that_loads_and_prints_unmapped(tmp_path, capsys) -> Non
     text = out.read_text(encoding="utf-8")
     assert text.startswith("# Imported from XTuner config")
     assert "xtuner train" in text and "mystery_knob" in text
+
+
+# ---------------------------------------------------------------------------- bounded parsing (issue 19, item 6)
+
+HEAD = "pretrained_model_name_or_path = 'm'\n"
+CHILD = """
+import sys
+from core.config.xtuner_import import parse_xtuner
+from core.errors import StudioError
+try:
+    parse_xtuner(sys.argv[1])
+except StudioError as e:
+    print(str(e).splitlines()[0])
+    sys.exit(3)
+"""
+
+
+def _parse_in_child(path: Path) -> tuple[int, str]:
+    """parse_xtuner in a child held to 1 GiB and 20 s: without the limits it hangs or fills memory, and the
+    child's death fails the test instead of taking the test run down with it."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        r = subprocess.run([sys.executable, "-c", CHILD, str(path)], cwd=repo, capture_output=True, text=True,
+                           timeout=20, preexec_fn=cap)
+    except subprocess.TimeoutExpired:
+        return -1, "timed out"
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+@pytest.mark.parametrize("expr, shown, why", [
+    ("10 ** 10 ** 10", "10 ** 10 ** 10", "power"),
+    ("9**9**9", "9**9**9", "power"),
+    ("'ab' * 10**8", "'ab' * 10**8", "repetition"),
+    ("[0] * 10**9", "[0] * 10**9", "repetition"),
+    ("1 + 7 ** 400", "7 ** 400", "power"),  # the part that was refused, not the whole line
+    ("2 ** 200 * 2 ** 200", "2 ** 200 * 2 ** 200", "product wider than 256 bits"),
+])
+def test_big_constants_are_refused_with_line_and_expression(tmp_path, expr, shown, why) -> None:
+    p = tmp_path / "bomb.py"
+    p.write_text(HEAD + "lr = 2e-4\n" + f"x = {expr}\n", encoding="utf-8")
+    rc, out = _parse_in_child(p)
+    assert rc == 3, out[-500:]
+    assert out.startswith(f"{p}:3: refused to evaluate `{shown}`") and why in out and "\n" not in out
+
+
+def test_values_grown_through_names_are_bounded(tmp_path) -> None:
+    deep = tmp_path / "deep_names.py"  # depth without any deep expression
+    deep.write_text(HEAD + "a = [1]\n" + "a = [a]\n" * 200, encoding="utf-8")
+    rc, out = _parse_in_child(deep)
+    assert rc == 3 and ": refused to evaluate `[a]`: a value nested" in out, out[-500:]
+    shared = tmp_path / "shared.py"  # held by reference, small in memory, 180,000 items to show or write
+    shared.write_text(HEAD + "a = [1] * 300\nb = [a] * 300\nc = [b, b]\n", encoding="utf-8")
+    rc, out = _parse_in_child(shared)
+    assert rc == 3 and f"{shared}:4: refused to evaluate `[b, b]`: a value of 180," in out, out[-500:]
+    grown = tmp_path / "grown.py"  # each value under the per-value limit, all of them together far over it
+    grown.write_text(HEAD + "a = 'x' * 90000\n" + "".join(f"b{i} = a + 'y'\n" for i in range(2000)),
+                     encoding="utf-8")
+    rc, out = _parse_in_child(grown)
+    assert rc == 3 and "in all" in out, out[-500:]
+
+
+@pytest.mark.parametrize("body, words", [
+    ("x = " + "-" * 300 + "1\n", ":2: refused to evaluate `------"),  # the parser takes it; we do not
+    ("x = " + "-" * 100_000 + "1\n", "nested too deeply"),  # the parser itself gives up (MemoryError)
+    ("x = " + "+".join(["1"] * 100_000) + "\n", "nested too deeply"),  # RecursionError in ast construction
+])
+def test_deeply_nested_expressions_give_one_line(tmp_path, body, words) -> None:
+    p = tmp_path / "nested.py"
+    p.write_text(HEAD + body, encoding="utf-8")
+    with pytest.raises(StudioError) as e:
+        parse_xtuner(p)
+    assert words in str(e.value) and str(e.value).startswith(str(p))
+
+
+def test_encodings_by_bom_else_utf8_with_a_line(tmp_path) -> None:
+    text = HEAD.replace("'m'", "'/root/模型'") + "lr = 1e-4\n"
+    for enc in ("utf-16", "utf-8-sig"):
+        p = tmp_path / f"{enc}.py"
+        p.write_text(text, encoding=enc)
+        env, _ = parse_xtuner(p)
+        assert env["pretrained_model_name_or_path"] == "/root/模型" and env["lr"] == 1e-4, enc
+    p = tmp_path / "latin1.py"
+    p.write_text("lr = 1e-4\nSYSTEM = 'caf\xe9'\n", encoding="latin-1")
+    with pytest.raises(StudioError, match=r"latin1.py:2: not UTF-8 text \(byte 0xe9") as e:
+        parse_xtuner(p)
+    assert "save the file as UTF-8" in str(e.value)
+    p = tmp_path / "nul.py"
+    p.write_bytes(b"lr = 1\n\0\n")
+    with pytest.raises(StudioError, match="nul.py"):
+        parse_xtuner(p)
+
+
+def test_a_long_value_is_shown_cut_short(tmp_path) -> None:
+    p = tmp_path / "long.py"
+    p.write_text(HEAD + "mystery = 'a' * 50000\n", encoding="utf-8")
+    _, unmapped, _ = import_xtuner(p)
+    assert len(unmapped) == 1 and unmapped[0].startswith("line 2: mystery = 'aaa") and len(unmapped[0]) < 300
+
+
+def test_small_constants_still_evaluate(tmp_path) -> None:
+    p = tmp_path / "ok.py"
+    p.write_text(HEAD + "a = 2 ** 255\nb = -(2 ** 255)\nc = 'ab' * 1000\nd = [0.9] * 2\ne = int(2048 - (336 / 14)**2)\n"
+                 "f = round(0.123456, 3)\ng = 2 ** -10\n", encoding="utf-8")
+    env, _ = parse_xtuner(p)
+    assert env["a"] == 2**255 and env["b"] == -(2**255) and len(env["c"]) == 2000 and env["d"] == [0.9, 0.9]
+    assert env["e"] == 1472 and env["f"] == 0.123 and env["g"] == 2**-10
+
+
+# Real configs from InternLM/xtuner (tests/fixtures/real/xtuner_configs/PROVENANCE.md), imported as they are.
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "xtuner_configs"
+
+
+def _real(name: str) -> Path:
+    p = REAL / name
+    if not p.is_file():
+        pytest.skip(f"{p} not present (see PROVENANCE.md for where it comes from)")
+    return p
+
+
+def test_real_internlm2_chat_1_8b_qlora_alpaca_imports() -> None:
+    cfg, unmapped, _ = import_xtuner(_real("internlm2_chat_1_8b_qlora_alpaca_e3.py"))
+    assert cfg.pretrained_model_name_or_path == "internlm/internlm2-chat-1_8b" and cfg.method == "qlora"
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.max_length, cfg.max_epochs) == (64, 16, 2048, 3)
+    assert cfg.data_path == "tatsu-lab/alpaca" and cfg.data_format == "alpaca" and cfg.logging_steps == 10
+    assert [u.split(":")[1].strip().split(" ")[0] for u in unmapped] == ["SYSTEM"]  # SYSTEM_TEMPLATE.alpaca
+
+
+def test_real_llava_qlora_finetune_imports() -> None:
+    cfg, unmapped, _ = import_xtuner(
+        _real("llava_internlm2_chat_1_8b_qlora_clip_vit_large_p14_336_lora_e1_gpu8_finetune.py"))
+    assert cfg.model_type == "llava" and cfg.llava_stage == "finetune" and cfg.method == "qlora"
+    assert cfg.max_length == 1472 and (cfg.lora_r, cfg.lora_alpha) == (512, 256) and cfg.batch_size == 16
+    assert cfg.image_folder == "./data/llava_data/llava_images" and cfg.dataloader_num_workers == 4
+    text = "\n".join(unmapped)
+    assert "pretrained_pth" in text and "visual_encoder_lora" in text
+
+
+def test_real_full_finetune_with_deepspeed_imports() -> None:
+    cfg, unmapped, _ = import_xtuner(_real("internlm2_chat_7b_full_finetune_custom_dataset_e1.py"),
+                                     deepspeed="deepspeed_zero3")
+    assert cfg.method == "full" and cfg.deepspeed == "zero3" and cfg.max_length == 32768
+    assert cfg.pretrained_model_name_or_path == "internlm/internlm2-chat-7b" and cfg.lr == pytest.approx(4e-5)
+    assert cfg.data_path == "/path/to/json/file.json"
+    assert any("use_varlen_attn" in u for u in unmapped)
