@@ -90,8 +90,11 @@ def test_multimodal_images_and_placeholders():
 def test_sharegpt_tool_roles():
     s = next(read_samples(REFDATA / "llamafactory/glaive_toolcall_en_demo.json"))
     roles = [m["role"] for m in s["messages"]]
-    assert "tool" in roles and any(m.get("tool_call") for m in s["messages"])
-    assert json.loads(s["tools"])[0]["name"]
+    assert "tool" in roles
+    call = next(m for m in s["messages"] if m.get("tool_calls"))
+    assert call["role"] == "assistant" and call["content"] == ""
+    assert call["tool_calls"][0]["function"]["name"] and json.loads(call["tool_calls"][0]["function"]["arguments"])
+    assert s["tools"][0]["name"]  # a JSON string in the file, a list of schemas in the sample
 
 
 @needs_refdata
