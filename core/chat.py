@@ -38,12 +38,25 @@ class ChatModel:
 def adapter_folder(path: str | Path) -> Path:
     """Accept an adapter folder, a checkpoint folder, or a run folder (its adapter/)."""
     p = Path(path)
-    if (p / "adapter_config.json").is_file():
-        return p
-    if (p / "adapter" / "adapter_config.json").is_file():
-        return p / "adapter"
+    for folder in (p, p / "adapter"):
+        if (folder / "adapter_config.json").is_file():
+            _check_adapter_config(folder / "adapter_config.json")
+            return folder
     raise StudioError(f"no PEFT adapter at {p} (adapter_config.json missing)",
                       hint="give a run's adapter/ folder or a checkpoints/step-N folder")
+
+
+def _check_adapter_config(path: Path) -> None:
+    # PEFT would fail deep inside with a raw JSONDecodeError; name the file instead
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        where = f":{e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise StudioError(f"{path}{where}: not valid JSON ({type(e).__name__})",
+                          hint="the adapter is damaged or half-written: use another checkpoint") from None
+    if not isinstance(cfg, dict):
+        raise StudioError(f"{path}: an adapter config is a JSON object, this is a {type(cfg).__name__}",
+                          hint="the adapter is damaged: use another checkpoint")
 
 
 def _device() -> str:
@@ -53,12 +66,16 @@ def _device() -> str:
 
 
 def load_chat_model(model: str, adapters: dict[str, str] | list[str] | None = None, *, bits: int | None = None,
-                    template: str = "auto", hub: str = "auto") -> ChatModel:
-    """Load the base once and attach each adapter under its own name."""
+                    template: str = "auto", hub: str = "auto", trust_remote_code: bool = False) -> ChatModel:
+    """Load the base once and attach each adapter under its own name.
+
+    The model folder's own Python code (auto_map) runs only with `trust_remote_code`; without it a
+    folder that cannot load otherwise is refused in one line (core.models.check_remote_code).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.models import model_type_of, resolve_model
+    from core.models import check_remote_code, model_type_of, resolve_model
     from core.templates import apply_template, stop_token_ids
 
     path = resolve_model(model, hub)
@@ -66,7 +83,9 @@ def load_chat_model(model: str, adapters: dict[str, str] | list[str] | None = No
         from core.llava import load_llava_chat
 
         return load_llava_chat(path, adapters, bits=bits)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    check_remote_code(path, trust_remote_code)
+    trc = {"trust_remote_code": trust_remote_code}  # explicit: transformers would otherwise ask on a terminal
+    tokenizer = AutoTokenizer.from_pretrained(path, **trc)
     apply_template(tokenizer, template)
     kwargs: dict = {}
     if bits:
@@ -79,7 +98,7 @@ def load_chat_model(model: str, adapters: dict[str, str] | list[str] | None = No
                                bnb_4bit_compute_dtype=torch.bfloat16) if bits == 4 else BitsAndBytesConfig(load_in_8bit=True))
         kwargs["device_map"] = {"": 0}
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    m = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **trc, **kwargs)
     if not bits:
         m = m.to(_device())
     m.eval()
@@ -266,7 +285,8 @@ def _read_prompts(path: str) -> list[str]:
 
 def cli_chat(args, out=None) -> int:
     out = out or sys.stdout
-    chat = load_chat_model(args.model, args.adapter, bits=args.bits, template=args.prompt_template)
+    chat = load_chat_model(args.model, args.adapter, bits=args.bits, template=args.prompt_template,
+                           trust_remote_code=getattr(args, "trust_remote_code", False))
     which = next(iter(chat.adapters), None)
     gen = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
            "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed}

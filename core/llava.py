@@ -542,7 +542,8 @@ def merge_llava(base: str, adapter: str, out: str, *, max_shard_size: str = "2GB
     from core.templates import stop_token_ids
 
     t0 = time.time()
-    adapter_dir, base_dir, out_dir, device, dtype = merge_inputs(base, adapter, out, device)
+    overwrite = bool(_ignored.get("overwrite", False))
+    adapter_dir, base_dir, out_dir, device, dtype = merge_inputs(base, adapter, out, device, overwrite=overwrite)
     processor = AutoProcessor.from_pretrained(base_dir)
     model = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=dtype).to(device)
     peft_model = attach_for_merge(model, adapter_dir, base_dir)
@@ -563,17 +564,16 @@ def merge_llava(base: str, adapter: str, out: str, *, max_shard_size: str = "2GB
     merged = peft_model.merge_and_unload()
     t_merge = time.time() - t0
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp, max_shard_size=max_shard_size)
-    processor.save_pretrained(tmp)
-    (tmp / "studio_merge.json").write_text(json.dumps(
-        {"base": str(base_dir), "adapter": str(adapter_dir), "time": time.time()}, indent=2), encoding="utf-8")
-    del merged, model, peft_model
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    from core.fsio import output_dir
+
+    # the one output-folder rule (core/fsio.py): it replaces only an earlier merge output
+    with output_dir(out, kind="merge", overwrite=overwrite, sources=[base_dir, adapter_dir, Path(adapter)],
+                    record={"base": str(base_dir), "adapter": str(adapter_dir)}) as tmp:
+        merged.save_pretrained(tmp, max_shard_size=max_shard_size)
+        processor.save_pretrained(tmp)
+        (tmp / "studio_merge.json").write_text(json.dumps(
+            {"base": str(base_dir), "adapter": str(adapter_dir), "time": time.time()}, indent=2), encoding="utf-8")
+        del merged, model, peft_model
     t_save = time.time() - t0 - t_merge
 
     report: dict = {"merged": str(out_dir), "base": str(base_dir), "adapter": str(adapter_dir),

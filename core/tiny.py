@@ -102,14 +102,20 @@ def build_model_config(vocab_size: int, *, hidden: int = 128, layers: int = 2, h
 
 
 def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden: int = 128, layers: int = 2,
-                     heads: int = 4, force: bool = False) -> Path:
-    """Write the tiny tokenizer + random Llama model to `out_dir` (skipped if already there)."""
+                     heads: int = 4, force: bool = False, overwrite: bool = False) -> Path:
+    """Write the tiny tokenizer + random Llama model to `out_dir` (skipped if already there).
+
+    `out_dir` must be new, empty or an earlier tiny model (else `overwrite`): core.fsio.output_dir.
+    """
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
+
+    from core.fsio import check_output_dir, output_dir
 
     out = Path(out_dir)
     if not force and (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
         return out
+    check_output_dir(out, kind="tiny", overwrite=overwrite)  # refused before anything is built
     tok = build_tokenizer()
     cfg = build_model_config(len(tok), hidden=hidden, layers=layers, heads=heads)
     cfg.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
@@ -122,18 +128,9 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden: int =
         pad_token_id=tok.pad_token_id,
         do_sample=False,
     )
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)  # the folder appears whole or not at all
+    with output_dir(out, kind="tiny", overwrite=overwrite) as tmp:  # appears whole or not at all
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return out
 
 

@@ -1,12 +1,14 @@
 """Where the studio keeps everything: STUDIO_WORKSPACE, default ./workspace.
 
 Layout: models/ (base models, tiny), data/ (data sets), configs/, runs/<run_id>/ (see DESIGN.md),
-merged/, publish/. `safe_join` keeps user-given names (uploads) inside the workspace.
+merged/, publish/. `safe_join` keeps user-given names (uploads) inside the workspace; `output_name`
+is the stricter check for a page field that names a new output folder (merge, publish).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -38,3 +40,18 @@ def safe_join(base: str | os.PathLike, name: str) -> Path:
     if candidate != base_p and base_p not in candidate.parents:
         raise ValueError(f"refused file name {name!r}: it would leave {base_p}")
     return candidate
+
+
+_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][\w.\-\u4e00-\u9fff]*$")
+
+
+def output_name(base: str | os.PathLike, name: str) -> Path:
+    """`base`/`name` for a page field naming an output folder; ValueError unless `name` is a plain folder name.
+
+    Refused: empty, ".", "..", absolute paths, path separators, a leading dot or "~": each would make
+    the output `base` itself or a folder outside it, which the output replaces.
+    """
+    name = (name or "").strip()
+    if not _OUTPUT_NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"refused folder name {name!r}: use letters, digits, - _ . (no / or \\, not . or ..)")
+    return safe_join(base, name)

@@ -25,7 +25,7 @@ def _err(*a: object) -> None:
 def cmd_tiny(args: argparse.Namespace) -> int:
     from core.tiny import build_tiny_model, default_tiny_dir
 
-    out = build_tiny_model(args.to or default_tiny_dir(), force=args.force)
+    out = build_tiny_model(args.to or default_tiny_dir(), force=args.force, overwrite=args.overwrite)
     emit(str(out))
     return 0
 
@@ -75,7 +75,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from core import merge
 
     report = merge.merge_adapter(args.base, args.adapter, args.out, max_shard_size=args.max_shard_size,
-                                 device=args.device, check=not args.no_check, layout=args.layout)
+                                 device=args.device, check=not args.no_check, layout=args.layout,
+                                 overwrite=args.overwrite, trust_remote_code=args.trust_remote_code)
     emit(json.dumps(report, ensure_ascii=False, indent=2))
     return 0 if report.get("check", {}).get("identical", True) else 1
 
@@ -92,7 +93,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from core import models
 
-    path = models.download(args.model_id, hub=args.hub, to=args.to)
+    path = models.download(args.model_id, hub=args.hub, to=args.to, overwrite=args.overwrite,
+                           trust_remote_code=args.trust_remote_code)
     emit(str(path))
     return 0
 
@@ -124,12 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tiny", help="build the built-in tiny model (no download)")
     s.add_argument("--to", help="output folder (default: workspace/models/tiny)")
     s.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --to folder that is not an earlier tiny model (never a run or a source)")
     s.set_defaults(func=cmd_tiny)
 
     s = sub.add_parser("download", help="download a base model from Hugging Face or ModelScope")
     s.add_argument("model_id")
     s.add_argument("--hub", choices=["hf", "modelscope"], default="modelscope")
     s.add_argument("--to", help="target folder (default: workspace/models/<name>)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --to folder that is not this model's earlier download")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="recorded with the download; without it, a model that ships Python code is pointed out")
     s.set_defaults(func=cmd_download)
 
     s = sub.add_parser("demo", help="the whole pipeline headless on the tiny model; JSON summary on stdout")
@@ -177,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", default=None, help="an image, for LLaVA models")
     s.add_argument("--prompts", default=None, help="a file of prompts (one per line, or JSONL with 'prompt')")
     s.add_argument("--json", action="store_true", help="with --prompts: one JSON line per answer on stdout")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model folder's own Python code (auto_map); off by default")
     s.set_defaults(func=cmd_chat)
 
     s = sub.add_parser("merge", help="merge an adapter into its base model, then check the answers match")
@@ -188,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-check", action="store_true", help="skip the merged vs base+adapter comparison")
     s.add_argument("--layout", choices=["native", "internlm2"], default="native",
                    help="save InternLM2 models back in their own layout")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty OUT that is not an earlier merge (never the base, the adapter or a run)")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model folder's own Python code (auto_map); off by default")
     s.set_defaults(func=cmd_merge)
 
     cli_publish.add_parser(sub)

@@ -3,7 +3,10 @@
 SOURCE is a merged model folder or an adapter folder (adapter_config.json). The token comes from
 HF_TOKEN / MODELSCOPE_API_TOKEN only (there is no --token flag: a token on the command line ends up
 in shell history and `ps`). The JSON result (URLs, files, API calls) goes to stdout, progress to
-stderr. `--dry-run DIR` writes DIR/model, DIR/space and DIR/plan.json and touches no network.
+stderr. `--dry-run DIR` writes DIR/model, DIR/space and DIR/plan.json and touches no network; DIR must
+be new, empty or an earlier dry run (else --overwrite), and is never the source or a parent of it.
+Without --base-model the base is traced to its Hub id (the download's record); a local path is never
+published: when no Hub id is known, publish asks for --base-model.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     result = push(args.hub, args.source, args.repo, token=token, private=args.private, space=args.space,
                   dry_run_dir=args.dry_run, progress=_progress, space_repo_id=args.space_repo, sdk=args.sdk,
                   base_model=args.base_model, run_dir=args.run, card=card, system_prompt=args.system,
-                  title=args.title)
+                  title=args.title, overwrite=args.overwrite)
     summary = {k: result.get(k) for k in ("hub", "repo_id", "model_url", "space_id", "space_url", "dry_run",
                                           "stage_dir", "total_bytes")}
     summary["files"] = [f["path"] for f in result["model_files"]]
@@ -62,7 +65,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--private", action="store_true", help="create private repos")
     s.add_argument("--dry-run", metavar="DIR", default=None,
                    help="write everything that would be pushed and the API calls to DIR; no network")
-    s.add_argument("--base-model", default=None, help="the base model's Hub id, for the model card and adapters")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --dry-run folder that is not an earlier dry run (never a source or a run)")
+    s.add_argument("--base-model", default=None,
+                   help="the base model's Hub id (owner/name), for the model card and adapters; needed when the "
+                        "base is a local folder whose Hub id is not recorded")
     s.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="the training run (workspace/runs/<id>) whose config and answers fill the model card")
     s.add_argument("--card", default=None, metavar="FILE", help="use this README.md instead of the generated card")

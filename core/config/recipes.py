@@ -81,7 +81,12 @@ def copy_recipe(name: str, dir: str | os.PathLike, *, overwrite: bool = False) -
     out_dir = Path(dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise StudioError(f"{out_dir} is a file, not a folder", "give a folder to copy the recipe into")
+    if out_dir.resolve() == RECIPES_DIR.resolve():
+        raise StudioError(f"{out_dir} is the recipe gallery itself", "copy the recipe into a folder of your own")
     dst = out_dir / f"{src.stem}_copy{SUFFIX}"
+    if dst.is_symlink() or (dst.exists() and not dst.is_file()):
+        # --force replaces a file this command wrote, never a folder or what a link points at
+        raise StudioError(f"{dst} exists and is not a plain file", "choose another folder")
     if dst.exists() and not overwrite:
         raise StudioError(f"{dst} already exists (it may hold your edits)",
                           "edit that file, delete it, or copy with --force to overwrite it")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,86 @@ def last_answers(run_dir: str | os.PathLike | None) -> tuple[int | None, list[di
     return last.get("step"), rows
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
 def _hub_id(name: str | None) -> str | None:
     """`name` when it looks like a Hub id (owner/name), else None: local paths don't belong in metadata."""
-    if not name or name.startswith(("/", ".", "~")) or os.path.exists(name) or name.count("/") != 1:
+    if not name or not _HUB_ID.match(name) or os.path.exists(name):
         return None
     return name
+
+
+def hub_id_of_folder(folder: str | os.PathLike) -> str | None:
+    """The Hub id a local model folder came from, when the studio or the folder itself recorded it.
+
+    Looked for, in order: the download's own record (core.fsio.OUTPUT_MARKER, written by
+    `studio download`), the workspace's download naming (workspace/models/<owner>__<name>), and
+    config.json's `_name_or_path` when that looks like a Hub id. An InternLM2 folder converted to
+    the Llama layout (<name>-llama-layout) answers for its original.
+    """
+    from core.fsio import read_marker
+
+    p = Path(folder).expanduser()
+    candidates = [p]
+    if p.name.endswith("-llama-layout"):
+        candidates.insert(0, p.with_name(p.name[: -len("-llama-layout")]))
+    for c in candidates:
+        marker = read_marker(c) or {}
+        if marker.get("kind") == "download" and _hub_id(str(marker.get("model_id") or "")):
+            return str(marker["model_id"])
+    for c in candidates:
+        if c.parent.name == "models" and "__" in c.name:
+            guess = c.name.replace("__", "/", 1)
+            if _hub_id(guess) and "__" not in guess:
+                return guess
+        named = str(_read_json(c / "config.json").get("_name_or_path") or "")
+        if _hub_id(named):
+            return named
+    return None
+
+
+def _is_tiny(name: str) -> bool:
+    if name in ("tiny", "tiny-llava"):
+        return True
+    from core.fsio import read_marker
+
+    return (read_marker(Path(name).expanduser()) or {}).get("kind") == "tiny"
+
+
+def resolve_base_model(source_dir: str | os.PathLike, base_model: str | None = None,
+                       run_dir: str | os.PathLike | None = None) -> str | None:
+    """The base model's Hub id for the card and the published adapter_config.json, never a local path.
+
+    `base_model` (--base-model) wins; otherwise the first base recorded by the run's config, the
+    adapter's adapter_config.json or the merge record (studio_merge.json). A recorded Hub id is used
+    as is; a local folder is traced back to its Hub id (hub_id_of_folder). None when nothing is recorded
+    or the base is the built-in tiny model (it has no Hub id); a StudioError asking for --base-model
+    when only a local path is known.
+    """
+    from core.errors import StudioError
+
+    if base_model:
+        if not _hub_id(base_model.strip()):
+            raise StudioError(f"--base-model: {base_model!r} is not a Hub id",
+                              hint="give it as owner/name, e.g. internlm/internlm2-chat-1_8b (not a local folder)")
+        return base_model.strip()
+    src = Path(source_dir)
+    recorded = [_run_config(Path(run_dir) if run_dir else None).get("pretrained_model_name_or_path"),
+                _read_json(src / "adapter_config.json").get("base_model_name_or_path"),
+                _read_json(src / "studio_merge.json").get("base")]
+    base = next((str(b) for b in recorded if isinstance(b, str) and b.strip()), None)
+    if base is None or _is_tiny(base):
+        return None
+    if _hub_id(base):
+        return base
+    found = hub_id_of_folder(base)
+    if found:
+        return found
+    raise StudioError(f"the base model is the local folder {base}, and no Hub id is recorded for it; a published "
+                      "model card and adapter_config.json name the base by its Hub id, never by a local path",
+                      hint="pass --base-model with the base model's Hub id, e.g. --base-model "
+                           "internlm/internlm2-chat-1_8b (on the Publish page: the base model field)")
 
 
 def _count_samples(data_path: str) -> int | None:
@@ -105,16 +181,15 @@ def model_card(source_dir: str | os.PathLike, *, repo_id: str, base_model: str |
                license: str = "apache-2.0") -> str:
     """The README.md text for `source_dir` (a merged model folder or a PEFT adapter folder).
 
-    `base_model` wins over the run's config and the adapter's own record of its base. The result is
-    editable text; `push` only checks it is still long enough.
+    `base_model` wins over the run's config and the adapter's own record of its base; the card names
+    the base by its Hub id only (resolve_base_model raises when only a local path is known). The result
+    is editable text; `push` only checks it is still long enough.
     """
     src = Path(source_dir)
     run = Path(run_dir) if run_dir else None
     cfg = _run_config(run)
     adapter = is_adapter(src)
-    adapter_cfg = _read_json(src / "adapter_config.json") if adapter else {}
-    base = base_model or cfg.get("pretrained_model_name_or_path") or adapter_cfg.get("base_model_name_or_path") or ""
-    base_id = _hub_id(base)
+    base_id = resolve_base_model(src, base_model, run)
     method = str(cfg.get("method") or ("lora" if adapter else "")).lower()
     name = repo_id.split("/")[-1]
 
@@ -136,7 +211,7 @@ def model_card(source_dir: str | os.PathLike, *, repo_id: str, base_model: str |
     n_samples = _count_samples(data_path) if data_path else None
     data_name = Path(data_path).name if data_path else ""
     step, answers = last_answers(run)
-    base_txt = base or "(not recorded)"
+    base_txt = base_id or "(not recorded)"
     kind_en = "a LoRA adapter" if adapter else "a merged, ready-to-run model"
     kind_zh = "LoRA 适配器（adapter）" if adapter else "合并后可直接运行的完整模型"
 

@@ -23,13 +23,14 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.errors import StudioError
-from core.fsio import atomic_write_json, atomic_write_text
-from core.publish.card import check_card, model_card
+from core.fsio import atomic_write_json, atomic_write_text, output_dir
+from core.publish.card import check_card, model_card, resolve_base_model
 from core.publish.space import space_bundle
 
 HUBS = ("hf", "modelscope")
@@ -38,8 +39,10 @@ TOKEN_PAGE = {"hf": "https://huggingface.co/settings/tokens", "modelscope": "htt
 DEFAULT_ENDPOINT = {"hf": "https://huggingface.co", "modelscope": "https://www.modelscope.cn"}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 # Training leftovers that have no place in a published repo.
+# studio_merge.json / studio_llava.json record local paths (base, adapter): they stay on this machine.
 IGNORE_NAMES = {".git", "__pycache__", ".ms_upload_cache", "COMPLETE", "optimizer.pt", "scheduler.pt",
-                "trainer_state.json", "training_args.bin", "README.md", ".DS_Store"}
+                "trainer_state.json", "training_args.bin", "README.md", ".DS_Store", "studio_merge.json",
+                "studio_llava.json"}
 IGNORE_PREFIXES = ("rng_state", ".")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
@@ -155,28 +158,37 @@ def stage_model(source_dir: str | os.PathLike, out_dir: str | os.PathLike, card:
                 base_model: str | None = None) -> list[str]:
     """Build the model repo's tree in `out_dir` (hard links to the source + README.md); returns repo paths.
 
-    An adapter's adapter_config.json gets `base_model` as base_model_name_or_path when that is a Hub id,
-    so that the published adapter (and its Space) finds its base without the trainer's local path.
+    `out_dir` must be new or empty (plan_push gives it a fresh folder). An adapter's adapter_config.json
+    is rewritten in the staged copy only (the user's adapter folder is never touched): its
+    base_model_name_or_path becomes `base_model` (a Hub id), or null when that is unknown, so that no
+    local path is published and the adapter (and its Space) finds its base on the Hub.
     """
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    paths = []
-    for src, rel in source_files(source_dir):
-        if rel == "adapter_config.json" and base_model:
-            import json
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise StudioError(f"{out} is not empty; the model repo is staged into a new folder",
+                          hint="choose a new --dry-run folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        paths = []
+        for src, rel in source_files(source_dir):
+            if rel == "adapter_config.json":
+                import json
 
-            cfg = json.loads(src.read_text(encoding="utf-8"))
-            cfg["base_model_name_or_path"] = base_model
-            atomic_write_text(tmp / rel, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-        else:
-            _link_or_copy(src, tmp / rel)
-        paths.append(rel)
-    atomic_write_text(tmp / "README.md", card)
-    paths.append("README.md")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)  # the staged tree appears whole or not at all
+                cfg = json.loads(src.read_text(encoding="utf-8"))
+                cfg["base_model_name_or_path"] = base_model if _is_hub_id(base_model) else None
+                atomic_write_text(tmp / rel, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+            else:
+                _link_or_copy(src, tmp / rel)
+            paths.append(rel)
+        atomic_write_text(tmp / "README.md", card)
+        paths.append("README.md")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)  # the staged tree appears whole or not at all
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return sorted(paths)
 
 
@@ -258,12 +270,14 @@ def plan_push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, stage_di
               private: bool = False, space: bool = False, space_repo_id: str | None = None,
               sdk: str = "gradio", base_model: str | None = None, run_dir: str | os.PathLike | None = None,
               card: str | None = None, system_prompt: str = "", title: str | None = None,
-              license: str = "apache-2.0", endpoint: str | None = None) -> dict:
+              license: str = "apache-2.0", endpoint: str | None = None, overwrite: bool = False) -> dict:
     """Check everything, write what would be pushed under `stage_dir` (model/, space/), return the plan.
 
     Touches no network; `stage_dir` defaults to default_stage_dir(). The plan lists the repos, the
     files of each (paths in the repo) and the SDK calls with the HTTP requests behind them; `push`
-    executes exactly this plan.
+    executes exactly this plan. `stage_dir` follows core.fsio.output_dir: new, empty or an earlier
+    staging folder (else `overwrite`); never the source, a parent of it, a run or the workspace.
+    The base model is named by its Hub id only (resolve_base_model): a local path is never published.
     """
     _check_hub(hub)
     if not _REPO_ID.match(repo_id or ""):
@@ -273,29 +287,28 @@ def plan_push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, stage_di
         raise StudioError(f"space repo: {space_id!r} is not a repo id", hint="write it as owner/name")
     src = Path(source_dir)
     kind = check_source(src)
-    if kind == "adapter":
-        import json
-
-        recorded = json.loads((src / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-        if space and not _is_hub_id(base_model) and not _is_hub_id(recorded):
-            raise StudioError(f"{src}/adapter_config.json: base_model_name_or_path is {recorded!r}, a local path, "
-                              "so a Space could not load the base model",
-                              hint="pass --base-model with the base model's Hub id (e.g. "
-                                   "internlm/internlm2-chat-1_8b), or publish the merged model instead")
-    card = card if card is not None else model_card(src, repo_id=repo_id, base_model=base_model, run_dir=run_dir,
+    base_id = resolve_base_model(src, base_model, run_dir)
+    if kind == "adapter" and space and not base_id:
+        raise StudioError(f"{src}/adapter_config.json: the base model has no Hub id, so a Space could not load it",
+                          hint="pass --base-model with the base model's Hub id (e.g. internlm/internlm2-chat-1_8b), "
+                               "or publish the merged model instead")
+    card = card if card is not None else model_card(src, repo_id=repo_id, base_model=base_id, run_dir=run_dir,
                                                     license=license)
     check_card(card, "ModelScope" if hub == "modelscope" else "Hugging Face")
 
+    default = stage_dir is None
     stage = Path(stage_dir) if stage_dir is not None else default_stage_dir(hub, repo_id)
     ep = _endpoint(hub, endpoint)
-    model_paths = stage_model(src, stage / "model", card,
-                              base_model=base_model if kind == "adapter" and _is_hub_id(base_model) else None)
     space_paths: list[str] = []
-    if space_id:
-        shutil.rmtree(stage / "space", ignore_errors=True)
-        written = space_bundle(stage / "space", model_repo_id=repo_id, hub=hub, sdk=sdk, title=title,
-                               system_prompt=system_prompt, license=license, remote_code=_needs_remote_code(src))
-        space_paths = sorted(p.name for p in written)
+    # the default stage is the studio's own folder under workspace/publish: it is always rebuilt
+    with output_dir(stage, kind="publish", overwrite=overwrite or default, sources=[src]) as tmp:
+        model_paths = stage_model(src, tmp / "model", card, base_model=base_id if kind == "adapter" else None)
+        if space_id:
+            written = space_bundle(tmp / "space", model_repo_id=repo_id, hub=hub, sdk=sdk, title=title,
+                                   system_prompt=system_prompt, license=license, remote_code=_needs_remote_code(src))
+            space_paths = sorted(p.name for p in written)
+        for cache in stage.glob(".upload-cache-*") if stage.is_dir() else ():
+            shutil.move(str(cache), str(tmp / cache.name))  # ModelScope's resume record survives a re-plan
 
     space_type = "space" if hub == "hf" else "studio"
     calls = _calls_for(hub, ep, "model", repo_id, model_paths, private=private, sdk=None)
@@ -441,7 +454,7 @@ def push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, token: str | 
          space_repo_id: str | None = None, sdk: str = "gradio", base_model: str | None = None,
          run_dir: str | os.PathLike | None = None, card: str | None = None, system_prompt: str = "",
          title: str | None = None, license: str = "apache-2.0", endpoint: str | None = None,
-         stage_dir: str | os.PathLike | None = None) -> dict:
+         stage_dir: str | os.PathLike | None = None, overwrite: bool = False) -> dict:
     """Publish `source_dir` as `repo_id` (and a chat Space when `space`); returns the plan plus URLs.
 
     With `dry_run_dir`, everything that would be pushed is written there (model/, space/, plan.json)
@@ -456,7 +469,8 @@ def push(hub: str, source_dir: str | os.PathLike, repo_id: str, *, token: str | 
     stage = Path(dry_run_dir) if dry_run_dir is not None else stage_dir
     plan = plan_push(hub, source_dir, repo_id, stage_dir=stage, private=private, space=space,
                      space_repo_id=space_repo_id, sdk=sdk, base_model=base_model, run_dir=run_dir, card=card,
-                     system_prompt=system_prompt, title=title, license=license, endpoint=endpoint)
+                     system_prompt=system_prompt, title=title, license=license, endpoint=endpoint,
+                     overwrite=overwrite)
     _say(progress, stage="planned", message=f"{len(plan['model_files'])} model files, "
                                             f"{plan['total_bytes'] / 1e6:.1f} MB, {len(plan['calls'])} API calls")
     if dry_run_dir is not None:

@@ -3,6 +3,9 @@
 One base model is loaded per base path (st.cache_resource, at most two: a base and a merged model);
 final adapters and checkpoints are attached to that one base with core.chat.attach_adapter and switched
 per answer, so comparing two checkpoints never loads the base twice.
+
+A model folder's own Python code runs only when a run trained on that base says trust_remote_code: true
+in its config (the Chat page follows the run's config); the page then shows a warning.
 """
 
 from __future__ import annotations
@@ -29,13 +32,32 @@ def resolve_base(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _run_model(cfg_file: str, mtime_ns: int) -> str | None:
+def _run_config(cfg_file: str, mtime_ns: int) -> tuple[str, bool] | None:
     # a run's config.yaml is frozen when the run starts; reading and validating it costs ~30 ms, and the
     # Chat page asked for every run's on every render
     try:
-        return load_config(cfg_file).pretrained_model_name_or_path
+        cfg = load_config(cfg_file)
+        return cfg.pretrained_model_name_or_path, bool(cfg.trust_remote_code)
     except Exception:  # a broken run config only hides that run here
         return None
+
+
+def _run_model(cfg_file: str, mtime_ns: int) -> str | None:
+    got = _run_config(cfg_file, mtime_ns)
+    return got[0] if got else None
+
+
+def trusts_remote_code(base: str) -> bool:
+    """Whether a run trained on `base` allowed the model folder's own code (its config's trust_remote_code)."""
+    for r in run_bases().get(base, []):
+        cfg_file = Path(r["run_dir"]) / rundir.CONFIG
+        try:
+            got = _run_config(str(cfg_file), cfg_file.stat().st_mtime_ns)
+        except OSError:
+            continue
+        if got and got[1]:
+            return True
+    return False
 
 
 def run_bases() -> dict[str, list[dict]]:
@@ -76,19 +98,23 @@ def choices(base: str) -> list[dict]:
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def loaded(model_path: str):
+def loaded(model_path: str, trust_remote_code: bool = False):
     from core.chat import load_chat_model
 
-    return load_chat_model(model_path)
+    return load_chat_model(model_path, trust_remote_code=trust_remote_code)
 
 
 def prepare(choice: dict, base: str):
-    """(ChatModel, which) ready to answer as `choice`."""
+    """(ChatModel, which) ready to answer as `choice`; a warning is shown when the model's own code may run."""
     from core.chat import attach_adapter
+    from studio.ui.i18n import t
 
+    trust = trusts_remote_code(base)
+    if trust:
+        st.warning(t("common.trust_remote_code_warn", path=base))
     if choice["kind"] == "merged":
-        return loaded(choice["path"]), None
-    chat = loaded(base)
+        return loaded(choice["path"], trust), None
+    chat = loaded(base, trust)
     if choice["kind"] == "base":
         return chat, "base"
     name = adapter_name(Path(choice["path"]))

@@ -2,8 +2,9 @@
 
 Like training runs, a download outlives the browser tab and the Streamlit server; the page only reads
 workspace/models/.downloads/<slug>/ (job.json, stdout.txt with the folder when done, log.txt with the
-hub's progress bars) and the size of the target folder. Both hubs resume partial files, so starting
-the same download again continues it.
+hub's progress bars) and the size of the download so far (core.models puts it in a hidden
+.<name>.download sibling and renames it into place when complete). Both hubs resume partial files,
+so starting the same download again continues it.
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ def download_status(d: Path) -> dict:
     """state (running, done, failed), bytes so far, the last progress line, the folder when done."""
     job = read_json(d / "job.json", default={}) or {}
     target = Path(job.get("target", ""))
-    info = {**job, "bytes": _folder_bytes(target) if target.is_dir() else 0, "last": _last_line(d / "log.txt")}
+    from core.models import partial_dir
+
+    partial = partial_dir(target) if job.get("target") else None
+    size = sum(_folder_bytes(p) for p in (target, partial) if p is not None and p.is_dir())
+    info = {**job, "bytes": size, "last": _last_line(d / "log.txt")}
     if pid_alive(job.get("pid")):
         info["state"] = "running"
         return info
@@ -105,5 +110,6 @@ def downloads() -> list[dict]:
 def local_models() -> list[Path]:
     """Model folders in workspace/models (tiny, downloads), newest first."""
     root = sub("models")
-    found = [p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    found = [p for p in root.iterdir()
+             if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()]  # not partial downloads
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)

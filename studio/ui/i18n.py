@@ -310,6 +310,20 @@ S: dict[str, tuple[str, str]] = {
     "merge.exists": ("{path} exists and will be replaced (the new one is written beside it first).",
                      "{path} 已存在，将被替换（新模型会先写到旁边的临时目录）。"),
     "merge.go": ("Merge", "合并"),
+    "merge.bad_name": ("Output name: give a plain folder name (letters, digits, - _ .); not empty, '.', '..', a path "
+                       "or an absolute path, which would replace workspace/merged itself or a folder outside it.",
+                       "输出名称：请填写普通的文件夹名（字母、数字、- _ .）；不能为空，不能是 “.”、“..”、路径或绝对路径，"
+                       "否则会替换 workspace/merged 本身或其外的文件夹。"),
+    "merge.exists_refused": ("{path} is not empty and is not an earlier merge: pick a new output name.",
+                             "{path} 不是空文件夹，也不是之前合并的输出：请换一个输出名称。"),
+    "common.trust_remote_code": ("Trust the model folder's own Python code (trust_remote_code)",
+                                 "信任模型文件夹自带的 Python 代码（trust_remote_code）"),
+    "common.trust_remote_code_help": ("Off by default. Only models whose type transformers does not know need it; "
+                                      "InternLM2 works without it.",
+                                      "默认关闭。只有 transformers 不认识的模型类型才需要；InternLM2 无需开启。"),
+    "common.trust_remote_code_warn": ("Remote code is ON: the Python files in {path} will run with this server's "
+                                      "permissions. Turn it on only for code you have read.",
+                                      "已开启远程代码：{path} 中的 Python 文件将以本服务的权限运行。只对你读过的代码开启。"),
     "merge.running": ("Merging…", "正在合并…"),
     "merge.done": ("Merged into {path} in {s} s.", "已合并到 {path}，用时 {s} 秒。"),
     "merge.check_ok": ("Check passed: {n} answers identical to base + adapter.", "检查通过：{n} 个回答与基座 + adapter 完全一致。"),
