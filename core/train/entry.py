@@ -227,35 +227,43 @@ def _data_cache_key(cfg: RunConfig, tokenizer, path: Path) -> str:
     import hashlib
 
     st = path.stat()
+    # v2: the cache is a numpy .npz read without pickle (v1 was a pickle, which runs code when replaced); the
+    # rendering of tool calls, tools and reasoning changed the token ids too
     parts = [str(path.resolve()), str(st.st_size), str(st.st_mtime_ns), str(getattr(tokenizer, "name_or_path", "")),
              str(len(tokenizer)), str(tokenizer.chat_template), str(cfg.max_length), cfg.SYSTEM, cfg.data_format,
-             json.dumps(cfg.data_mapping, sort_keys=True), cfg.image_folder, "v1"]
+             json.dumps(cfg.data_mapping, sort_keys=True), cfg.image_folder, "v2"]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
 
 
 def load_data(cfg: RunConfig, tokenizer, run_dir: Path):
-    """Read + tokenize the data set; the token ids are cached between runs (same file, tokenizer, settings)."""
-    import pickle
+    """Read + tokenize the data set; the token ids are cached between runs (same file, tokenizer, settings).
 
+    The cache is data only (core.train.dataset.save_encoded: flat int32 arrays in an .npz, loaded with
+    allow_pickle=False): a replaced or corrupt cache file is ignored and rebuilt, never executed.
+    """
     from core.data import read_samples
-    from core.fsio import atomic_write_bytes
-    from core.train.dataset import SFTDataset, encode_all, pack
+    from core.train.dataset import SFTDataset, encode_all, load_encoded, pack, save_encoded
     from core.workspace import sub
 
     path = Path(cfg.data_path)
     if not path.is_file():
         raise StudioError(f"data_path: no data file at {path}", hint="build one on the Data page or with python -m studio data")
-    cache = sub("cache") / "tokenized" / f"{_data_cache_key(cfg, tokenizer, path)}.pkl"
+    cache = sub("cache") / "tokenized" / f"{_data_cache_key(cfg, tokenizer, path)}.npz"
+    cached = None
     if cache.is_file():
-        with open(cache, "rb") as f:
-            encoded, stats = pickle.load(f)
-        log(f"data: tokenized samples from the cache ({cache.name})")
+        try:
+            cached = load_encoded(cache)
+            log(f"data: tokenized samples from the cache ({cache.name})")
+        except ValueError as exc:
+            log(f"data: ignoring the cache file {cache} ({exc}); tokenizing again")
+    if cached is not None:
+        encoded, stats = cached
     else:
         samples = read_samples(path, None if cfg.data_format == "auto" else cfg.data_format, cfg.data_mapping or None,
                                image_folder=cfg.image_folder or None)
-        encoded, stats = encode_all(tokenizer, samples, cfg.max_length, cfg.SYSTEM)
+        encoded, stats = encode_all(tokenizer, samples, cfg.max_length, cfg.SYSTEM, source=str(path))
         if encoded:
-            atomic_write_bytes(cache, pickle.dumps((encoded, stats), protocol=pickle.HIGHEST_PROTOCOL))
+            save_encoded(cache, encoded, stats)
     if not encoded:
         raise StudioError(f"data_path: {path} has no sample with an answer to learn from",
                           hint="check the file with: python -m studio data validate " + str(path))
