@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -209,18 +210,26 @@ def _coerce(name: str, value: Any, source: str | None) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(name, f"expected true or false, got {value!r}", source)
     if typ is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        # YAML's .nan / .inf are floats: int() of them raises, so finiteness is checked first
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (isinstance(value, float) and not math.isfinite(value)) or int(value) != value:
             raise ConfigError(name, f"expected a whole number, got {value!r}", source)
         return int(value)
     if typ is float:
         if isinstance(value, str):
             try:
-                return float(value)  # YAML reads 2e-4 as a string
+                value = float(value)  # YAML reads 2e-4 as a string
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(name, f"expected a number, got {value!r}", source)
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too big for a float
+            value = math.inf
+        if not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value!r}", source)
+        return value
     if typ is str:
         if value is None:
             return ""
@@ -244,6 +253,66 @@ def _coerce(name: str, value: Any, source: str | None) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Range:
+    """Where a number may lie: `low < v` (or `low <= v` when closed_low) and `v <= high` (`v < high` when
+    open_high); `also` is one value outside that which means something (-1: "off")."""
+
+    low: float
+    high: float
+    closed_low: bool = False
+    open_high: bool = False
+    also: int | None = None
+    also_means: str = ""
+
+    def __contains__(self, v: float) -> bool:
+        if self.also is not None and v == self.also:
+            return True
+        above = v >= self.low if self.closed_low else v > self.low
+        below = v < self.high if self.open_high else v <= self.high
+        return math.isfinite(v) and above and below
+
+    def __str__(self) -> str:
+        if (self.low, self.high, self.closed_low, self.open_high) == (0, 1, True, True):
+            text = "in [0, 1)"  # the ratios
+        else:
+            text = (f"{'>=' if self.closed_low else '>'} {_num(self.low)} and "
+                    f"{'<' if self.open_high else '<='} {_num(self.high)}")
+        return text if self.also is None else f"{self.also} ({self.also_means}) or {text}"
+
+
+def _num(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+# Every number of a run, checked at load so a typo (lr: 2e4, seed: -1, eval_max_new_tokens: 1e8) or
+# YAML's .nan / .inf stops here with the field's name instead of starting a run that diverges or hangs.
+# The upper bounds are far beyond any real run and keep one value from tying up a GPU for days.
+MAX_EVAL_NEW_TOKENS = 4096
+RANGES: dict[str, Range] = {
+    "max_length": Range(0, 1_048_576),
+    "lora_r": Range(0, 4096),
+    "lora_alpha": Range(0, 65_536),
+    "lora_dropout": Range(0, 1, closed_low=True, open_high=True),
+    "batch_size": Range(0, 4096),
+    "micro_batch_size": Range(0, 4096, closed_low=True),  # 0 = auto; must also divide the rows per step
+    "accumulative_counts": Range(0, 4096),
+    "max_epochs": Range(0, 10_000, closed_low=True),  # 0 only with max_steps (checked below)
+    "max_steps": Range(0, 1_000_000_000, also=-1, also_means="use max_epochs"),
+    "lr": Range(0, 1),
+    "weight_decay": Range(0, 1, closed_low=True),
+    "max_norm": Range(0, 1_000_000, closed_low=True),  # 0: no clipping
+    "warmup_ratio": Range(0, 1, closed_low=True, open_high=True),
+    "seed": Range(0, 2**32 - 1, closed_low=True),  # numpy's seed range
+    "save_steps": Range(0, 1_000_000_000),
+    "save_total_limit": Range(0, 1_000_000, also=-1, also_means="keep all"),
+    "logging_steps": Range(0, 1_000_000_000),
+    "evaluation_freq": Range(0, 1_000_000_000),
+    "eval_max_new_tokens": Range(0, MAX_EVAL_NEW_TOKENS),
+    "dataloader_num_workers": Range(0, 64, closed_low=True),
+}
+
+
 def validate(cfg: RunConfig, source: str | None = None) -> None:
     """Field-level checks beyond types; raises ConfigError naming the field."""
     for name, f in FIELDS.items():
@@ -252,21 +321,12 @@ def validate(cfg: RunConfig, source: str | None = None) -> None:
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(name, f"{value!r} is not one of {', '.join(map(str, choices))}", source)
-    positive = ("max_length", "batch_size", "accumulative_counts", "lora_r", "lora_alpha", "save_steps",
-                "evaluation_freq", "logging_steps", "eval_max_new_tokens")
-    for name in positive:
-        if getattr(cfg, name) <= 0:
-            raise ConfigError(name, f"must be > 0, got {getattr(cfg, name)}", source)
-    if cfg.lr <= 0:
-        raise ConfigError("lr", f"must be > 0, got {cfg.lr}", source)
+    for name, rng in RANGES.items():
+        value = getattr(cfg, name)
+        if value not in rng:
+            raise ConfigError(name, f"must be {rng}, got {value!r}", source)
     if cfg.max_epochs <= 0 and cfg.max_steps <= 0:
         raise ConfigError("max_epochs", "must be > 0 (or set max_steps)", source)
-    if not 0 <= cfg.warmup_ratio < 1:
-        raise ConfigError("warmup_ratio", f"must be in [0, 1), got {cfg.warmup_ratio}", source)
-    if not 0 <= cfg.lora_dropout < 1:
-        raise ConfigError("lora_dropout", f"must be in [0, 1), got {cfg.lora_dropout}", source)
-    if cfg.dataloader_num_workers < 0:
-        raise ConfigError("dataloader_num_workers", "must be >= 0", source)
     if cfg.micro_batch_size < 0 or (cfg.micro_batch_size and (cfg.batch_size * cfg.accumulative_counts)
                                     % cfg.micro_batch_size):
         raise ConfigError("micro_batch_size", f"must be 0 (auto) or divide batch_size x accumulative_counts = "
@@ -302,12 +362,22 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     if not path.is_file():
         raise ConfigError("config", f"no config file at {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError("yaml", f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError("yaml", f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except (ValueError, RecursionError) as e:  # a 5,000-digit number; nesting deeper than Python's stack
+        raise ConfigError("yaml", f"{path}: not a config ({_yaml_failure(e)})") from None
     return config_from_dict(data, source=str(path))
+
+
+def _yaml_failure(e: Exception) -> str:
+    return "nested too deeply" if isinstance(e, RecursionError) else str(e).split(";")[0]
 
 
 def config_from_yaml(text: str, source: str = "<yaml>") -> RunConfig:
@@ -317,6 +387,8 @@ def config_from_yaml(text: str, source: str = "<yaml>") -> RunConfig:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
         raise ConfigError("yaml", f"not valid YAML {where} ({getattr(e, 'problem', e)})", source) from None
+    except (ValueError, RecursionError) as e:
+        raise ConfigError("yaml", f"not a config ({_yaml_failure(e)})", source) from None
     return config_from_dict(data, source=source)
 
 
