@@ -18,12 +18,14 @@ from core.data.formats import (
     iter_records,
     parse_mapping,
     read_samples,
+    summary_line,
     write_samples,
 )
 from core.data.identity import build_identity, fill_placeholders, identity_answer, question_bank
 from core.data.tools import (
     build_llava,
     check_image,
+    check_output,
     dataset_info_for,
     parse_qa_text,
     read_dataset_info,
@@ -34,9 +36,9 @@ from core.data.tools import (
 from core.data.validate import format_report, sample_text, validate_file
 
 __all__ = [
-    "FORMATS", "IMAGE_TOKEN", "WRITE_FORMATS", "build_identity", "build_llava", "check_image", "check_sample",
+    "FORMATS", "IMAGE_TOKEN", "WRITE_FORMATS", "build_identity", "build_llava", "check_image", "check_output", "check_sample",
     "dataset_info_for", "detect_format", "family_format", "fill_placeholders", "format_report",
     "identity_answer", "iter_records", "parse_mapping", "parse_qa_text", "question_bank", "read_dataset_info",
-    "read_samples", "repeat_file", "repeat_samples", "replace_in_file", "sample_text", "validate_file",
-    "write_samples",
+    "read_samples", "repeat_file", "repeat_samples", "replace_in_file", "sample_text", "summary_line",
+    "validate_file", "write_samples",
 ]

@@ -277,7 +277,7 @@ def _record_format(rec: Any) -> str | None:
         return "xtuner"
     if "conversations" in rec:
         return "llava" if "image" in rec else "sharegpt"
-    if "query" in rec and "response" in rec:
+    if "response" in rec and ("query" in rec or len(rec) == 1 or set(rec) <= {"response", "system", "images"}):
         return "swift"
     if "instruction" in rec:
         return "alpaca"
@@ -353,6 +353,7 @@ class _Ctx:
         self.line = 0
         self.by_name: list[str] = []  # paths found only by file name (reported as a warning)
         self.ignored: set[str] = set()  # this record's fields that nothing used
+        self.noted: set[str] = set()  # top-level fields already reported with a reason
 
     def err(self, field: str | None, msg: str, hint: str | None = None) -> DataError:
         return DataError(self.path, self.line, field, msg, hint)
@@ -360,7 +361,7 @@ class _Ctx:
     def rest(self, d: dict, known: Iterable[str], prefix: str = "") -> None:
         """Note every key of `d` not in `known` as ignored (reported with row counts)."""
         for k in d:
-            if k not in known:
+            if k not in known and not (not prefix and k in self.noted):
                 self.ignored.add(f"{prefix}{k}")
 
     def media(self, p: Any, field: str, kind: str = "image") -> str:
@@ -787,6 +788,11 @@ def _history(hist: Any, ctx: _Ctx) -> list[dict]:
 def _from_swift(rec: dict, ctx: _Ctx) -> dict:
     """ms-swift's query/response/history(/system) rows."""
     known = {"query", "response", "history", "system"}
+    if "query" not in rec and "history" not in rec:  # ms-swift pretraining rows: {"response": text}
+        media = _new_media()
+        _sample_media(rec, ctx, media, known)
+        msg = {"role": "pretrain", "content": _text(rec.get("response"), ctx, "response", allow_empty=False)}
+        return _finish([msg], media, rec, ctx, known)
     msgs: list[dict] = []
     system = _text(rec.get("system"), ctx, "system")
     if system:
@@ -838,13 +844,15 @@ def _from_llava(rec: dict, ctx: _Ctx) -> dict:
 
 
 def _ensure_image_token(sample: dict) -> None:
-    """LLaVA convention: an image with no <image> in any text goes before the first user turn."""
+    """LLaVA's (and ms-swift's) convention: media with no placeholder anywhere in the text go,
+    in order, before the first user turn (the first turn when there is no user turn)."""
     msgs = sample["messages"]
-    if sample.get("images") and not any(IMAGE_TOKEN in m["content"] for m in msgs):
-        for m in msgs:
-            if m["role"] in ("user", "pretrain"):
-                m["content"] = f"{IMAGE_TOKEN}\n{m['content']}"
-                break
+    for key, tok in MEDIA_TOKENS.items():
+        n = len(sample.get(key) or [])
+        if n and not any(tok in m["content"] for m in msgs):
+            m = next((m for m in msgs if m["role"] in ("user", "pretrain")), msgs[0] if msgs else None)
+            if m is not None:
+                m["content"] = tok * n + ("\n" if key == "images" and n == 1 else "") + m["content"]
 
 
 def _from_prompt_completion(rec: dict, ctx: _Ctx) -> dict:
@@ -893,9 +901,9 @@ def _from_preference(rec: dict, ctx: _Ctx) -> dict:
     return _finish(msgs, media, rec, ctx, known)
 
 
-def _from_llamafactory_mm(rec: dict, ctx: _Ctx) -> dict:
-    msgs = rec.get("messages")
-    if isinstance(msgs, list) and msgs and isinstance(msgs[0], dict) and "from" in msgs[0]:
+def _from_llamafactory_mm(rec: Any, ctx: _Ctx) -> dict:
+    """LLaMA-Factory's sharegpt with role/content tags: from/value or role/content turns, ranking rows too."""
+    if isinstance(rec, dict) and isinstance(rec.get("messages"), list):
         return _from_sharegpt(rec, ctx, "messages")
     return _from_openai(rec, ctx)
 
@@ -939,12 +947,10 @@ def _kind_check(rec: Any, ctx: _Ctx, st: dict) -> bool:
     pairs = [k for k in _PAIR_FIELDS if k in rec]
     if pairs:
         _refuse_pairs(ctx, pairs[0])
-        for k in pairs:
-            if k.startswith("rejected"):
+        for k in (*pairs, "rejected_images", "rejected_videos", "rejected_audios"):
+            if k.startswith("rejected") and k in rec:
                 ctx.ignored.add(f"{k} (rejected answers, --take chosen)")
-        for k in ("rejected_images", "rejected_videos", "rejected_audios"):
-            if k in rec:
-                ctx.ignored.add(f"{k} (rejected answers, --take chosen)")
+                ctx.noted.add(k)
     kto = next((k for k in _KTO_FIELDS if k in rec), None)
     if kto is not None:
         v = rec[kto]
@@ -954,6 +960,7 @@ def _kind_check(rec: Any, ctx: _Ctx, st: dict) -> bool:
         if ctx.take != "desirable":
             raise _FileRefused(ctx.path, None, kto, KTO_MSG, "or train it with a KTO trainer")
         ctx.ignored.add(f"{kto} (--take desirable)")
+        ctx.noted.add(kto)
         if v is False:
             st["dropped"]["KTO label false (undesirable)"] = st["dropped"].get("KTO label false (undesirable)", 0) + 1
             return False
@@ -1026,7 +1033,7 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
     for line, rec in iter_records(path, None if strict else st):
         st["records"] += 1
         ctx.line = line
-        ctx.ignored = set()
+        ctx.ignored, ctx.noted = set(), set()
         try:
             rec = _apply_mapping(rec, mapping)
             if not isinstance(rec, dict | list):
@@ -1039,8 +1046,7 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
             if sample is None:
                 st["dropped"]["alpaca <nooutput>"] = st["dropped"].get("alpaca <nooutput>", 0) + 1
                 continue
-            if fmt in ("llamafactory_mm", "llava", "sharegpt"):
-                _ensure_image_token(sample)
+            _ensure_image_token(sample)
             check_sample(sample, path, line)
         except _FileRefused:
             raise

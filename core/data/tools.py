@@ -24,6 +24,25 @@ _NOT_TEXT = {"image", "images", "image_url", "url", "id", "file_name", "audios",
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
+# ---------------------------------------------------------------------------- outputs
+
+
+def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False) -> None:
+    """Refuse an output that is one of the inputs (always) or an existing file (unless overwrite)."""
+    o = Path(out)
+    for p in inputs:
+        q = Path(p)
+        same = o.resolve() == q.resolve() or (o.exists() and q.exists() and os.path.samefile(o, q))
+        if same:
+            raise DataError(str(out), None, "-o", "the output is the input file",
+                            "write to another file; the input is read while the output is written")
+    if o.is_dir():
+        raise DataError(str(out), None, "-o", "is a folder", "give a file name")
+    if o.exists() and not overwrite:
+        raise DataError(str(out), None, "-o", "the output file exists", "pass --overwrite to replace it, or pick "
+                        "another name")
+
+
 # ---------------------------------------------------------------------------- replace
 
 
@@ -312,16 +331,25 @@ def build_llava(images_dir: str | os.PathLike, qa_file: str | os.PathLike, repea
 # ---------------------------------------------------------------------------- LLaMA-Factory
 
 
+# LLaMA-Factory dataset_info.json columns -> our field names (data/README.md of LLaMA-Factory)
 _LF_ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
-              "history": "history", "images": "images", "tools": "tools"}
-_LF_SHAREGPT = {"messages": "conversations", "system": "system", "tools": "tools", "images": "images"}
+              "history": "history", "images": "images", "videos": "videos", "audios": "audios", "tools": "tools",
+              "chosen": "chosen", "rejected": "rejected", "kto_tag": "label"}
+_LF_SHAREGPT = {"messages": "conversations", "system": "system", "tools": "tools", "images": "images",
+                "videos": "videos", "audios": "audios", "chosen": "chosen", "rejected": "rejected", "kto_tag": "label"}
+# tags: the file's speaker names -> ours (defaults are LLaMA-Factory's: human, gpt, observation, function_call, system)
+_LF_TAGS = {"user_tag": "user", "assistant_tag": "assistant", "observation_tag": "tool",
+            "function_tag": "function_call", "system_tag": "system"}
 
 
 def read_dataset_info(path: str | os.PathLike) -> dict[str, dict]:
-    """LLaMA-Factory's dataset_info.json -> {name: {"path", "fmt", "mapping"}} for its local files.
+    """LLaMA-Factory's dataset_info.json -> {name: {"path", "fmt", "mapping", "speakers"}} for its local files.
 
-    Entries that point at a hub (no file_name) are left out. `fmt` and `mapping` go straight to
-    read_samples(path, fmt, mapping).
+    Every formatting/columns/tags variant of LLaMA-Factory's data/README.md: alpaca and sharegpt
+    columns (with images/videos/audios/tools), ranking entries (chosen/rejected: read with
+    take="chosen"), KTO (kto_tag: read with take="desirable"), pretraining ({"prompt": "text"}
+    alone: pretrain_text) and tags (role/content keys and speaker names). Entries that point at a
+    hub (no file_name) are left out. fmt, mapping and speakers go straight to read_samples.
     """
     path = Path(path)
     try:
@@ -336,27 +364,30 @@ def read_dataset_info(path: str | os.PathLike) -> dict[str, dict]:
             continue
         formatting = d.get("formatting", "alpaca")
         cols = d.get("columns") or {}
+        tags = d.get("tags") or {}
+        speakers: dict[str, str] = {}
         if formatting == "sharegpt":
+            fmt = "sharegpt"
             mapping = {_LF_SHAREGPT[k]: v for k, v in cols.items() if k in _LF_SHAREGPT}
-            if cols.get("messages", "conversations") != "conversations" and "images" not in cols:
-                mapping["conversations"] = cols["messages"]
-            if "images" in cols:
-                fmt = "llamafactory_mm"
-                mapping.pop("conversations", None)
-                mapping["messages"] = cols.get("messages", "messages")
-            else:
-                fmt = "sharegpt"
-            tags = d.get("tags") or {}
+            mapping.setdefault("conversations", "conversations")
             if tags.get("role_tag") and tags["role_tag"] not in ("from", "role"):
                 mapping["from"] = tags["role_tag"]
             if tags.get("content_tag") and tags["content_tag"] not in ("value", "content"):
                 mapping["value"] = tags["content_tag"]
+            speakers = {v: _LF_TAGS[k] for k, v in tags.items() if k in _LF_TAGS and isinstance(v, str)}
+            if tags.get("role_tag") == "role" or any(k in cols for k in ("images", "videos", "audios")):
+                fmt = "llamafactory_mm"  # OpenAI-style role/content turns (and media): LLaMA-Factory's mllm files
+                mapping["messages"] = mapping.pop("conversations")
+        elif set(cols) <= {"prompt", "system", "images", "videos", "audios"} and "prompt" in cols:
+            fmt = "pretrain_text"  # LLaMA-Factory's pretraining entries: {"columns": {"prompt": "text"}}
+            mapping = {"text": cols["prompt"]}
+            mapping |= {k: v for k, v in cols.items() if k in ("images", "videos", "audios")}
         else:
             fmt = "alpaca"
             mapping = {_LF_ALPACA[k]: v for k, v in cols.items() if k in _LF_ALPACA}
         mapping = {k: v for k, v in mapping.items() if k != v}
         out[name] = {"path": str(path.parent / d["file_name"]), "file_name": d["file_name"], "fmt": fmt,
-                     "mapping": mapping or None}
+                     "mapping": mapping or None, "speakers": speakers or None, "ranking": bool(d.get("ranking"))}
     return out
 
 

@@ -2,7 +2,8 @@
 
     python -m studio data validate data.jsonl [--tokenizer MODEL_DIR --max-length 2048] [--json]
 
-The report counts samples, turns, images, dropped records with reasons, and with a tokenizer the
+The report counts samples, turns, media (images/videos/audios), dropped records with reasons, the
+input fields nothing used ({"label": 8}), and with a tokenizer the
 token-length percentiles, a histogram against max_length and how many samples would be truncated.
 Reading streams, so a file of any size validates in constant memory (token lengths are kept as
 one int per sample).
@@ -13,11 +14,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from core.data.formats import detect_format, read_samples
+from core.data.formats import detect_format, is_url, read_samples
 from core.errors import DataError
 
 
-def _load_tokenizer(tokenizer: Any) -> Any:
+def _load_tokenizer(tokenizer: Any, trust_remote_code: bool = False) -> Any:
     if tokenizer is None or not isinstance(tokenizer, str | os.PathLike):
         return tokenizer
     if not os.path.isdir(tokenizer):
@@ -26,7 +27,7 @@ def _load_tokenizer(tokenizer: Any) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=True)
+        return AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001 - any load failure is the user's path or model
         raise DataError(str(tokenizer), None, "--tokenizer", f"cannot load a tokenizer: {e}".split("\n")[0],
                         "give a model folder that has tokenizer files") from None
@@ -39,11 +40,17 @@ def sample_text(sample: dict, tok: Any) -> str:
         return msgs[0]["content"]
     if getattr(tok, "chat_template", None):
         try:
-            return tok.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs],
-                                           tokenize=False)
+            kw = {"tools": sample["tools"]} if sample.get("tools") else {}
+            return tok.apply_chat_template([{k: v for k, v in m.items() if k != "loss"} for m in msgs],
+                                           tokenize=False, **kw)
         except Exception:  # noqa: BLE001 - templates that reject a role (tool) fall back to plain text
             pass
-    return "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
+    parts = []
+    for m in msgs:
+        extra = "".join(f"\n{c['function']['name']}({c['function']['arguments']})" for c in m.get("tool_calls") or [])
+        think = f"{m['reasoning_content']}\n" if m.get("reasoning_content") else ""
+        parts.append(f"{m['role']}: {think}{m['content']}{extra}")
+    return "\n".join(parts)
 
 
 def _percentiles(values: list[int], ps=(50, 90, 95, 99)) -> dict[str, int]:
@@ -77,29 +84,44 @@ def _histogram(values: list[int], max_length: int | None, bins: int = 8) -> list
 
 def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict[str, str] | None = None,
                   tokenizer: Any = None, max_length: int | None = None, *, image_folder: str | None = None,
-                  open_images: bool = True, max_errors: int = 1000) -> dict:
+                  open_images: bool = True, max_errors: int = 1000, take: str | None = None,
+                  speakers: dict[str, str] | None = None, trust_remote_code: bool = False) -> dict:
     """Check every record of a data file; returns a report dict (never raises for bad records).
 
-    Keys: file, format, records, samples, turns, images, dropped ({reason: count}), errors
+    Keys: file, format, records, samples, turns, images, media ({"images", "videos", "audios"}),
+    dropped ({reason: count}), ignored ({field: rows}: input fields nothing used), errors
     (["file:line: field: message", ...], at most max_errors kept, errors_total counts all),
     ok (no errors), and with a tokenizer (a path or a loaded HF tokenizer) "tokens":
     {percentiles, histogram, max_length, truncated}. A file that cannot be read at all (missing,
-    not JSON) gives one error and zero samples.
+    not JSON, preference data without `take`) gives one error and zero samples. Media stored as
+    bytes are extracted to a temporary folder that is removed afterwards. trust_remote_code: let
+    the tokenizer folder run its own code (off unless asked).
     """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="studio-validate-media-") as media_dir:
+        return _validate(path, fmt, mapping, tokenizer, max_length, image_folder, open_images, max_errors, take,
+                         speakers, trust_remote_code, media_dir)
+
+
+def _validate(path: Any, fmt: str | None, mapping: dict | None, tokenizer: Any, max_length: int | None,
+              image_folder: str | None, open_images: bool, max_errors: int, take: str | None,
+              speakers: dict | None, trust_remote_code: bool, media_dir: str) -> dict:
     path = str(path)
     st: dict[str, Any] = {"file": path}
     turns = n_images = 0
     lengths: list[int] = []
     pending: list[str] = []
     opened: dict[str, str | None] = {}
-    tok = _load_tokenizer(tokenizer)
+    tok = _load_tokenizer(tokenizer, trust_remote_code)
     try:
         fmt = fmt or detect_format(path, mapping)
-        for s in read_samples(path, fmt, mapping, image_folder=image_folder, strict=False, stats=st):
+        for s in read_samples(path, fmt, mapping, image_folder=image_folder, strict=False, stats=st, take=take,
+                              media_dir=media_dir, speakers=speakers):
             turns += sum(1 for m in s["messages"] if m["role"] in ("user", "assistant", "pretrain"))
             for p in s.get("images") or []:
                 n_images += 1
-                if open_images and p not in opened:
+                if open_images and p not in opened and not is_url(p):
                     from core.data.tools import check_image
 
                     try:
@@ -121,7 +143,9 @@ def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict
     report: dict[str, Any] = {
         "file": path, "format": st.get("format", fmt) or "unknown", "records": st.get("records", 0),
         "samples": st.get("samples", 0), "turns": turns, "images": n_images,
-        "dropped": st.get("dropped", {}), "errors": errors[:max_errors], "errors_total": len(errors),
+        "media": st.get("media", {"images": 0, "videos": 0, "audios": 0}),
+        "dropped": st.get("dropped", {}), "ignored": st.get("ignored", {}),
+        "errors": errors[:max_errors], "errors_total": len(errors),
         "ok": not errors, "warnings": [],
     }
     if st.get("images_found_by_name"):
@@ -141,11 +165,15 @@ def validate_file(path: str | os.PathLike, fmt: str | None = None, mapping: dict
 
 def format_report(r: dict) -> str:
     """A human summary of validate_file's report."""
+    media = r.get("media") or {"images": r["images"]}
+    kinds = ", ".join(f"{n} {k}" for k, n in media.items() if n or k == "images")
     lines = [f"{r['file']}: format {r['format']}, {r['samples']} samples from {r['records']} records, "
-             f"{r['turns']} turns, {r['images']} images"]
+             f"{r['turns']} turns, {kinds}"]
     lines += [f"  warning: {w}" for w in r.get("warnings", [])]
     for reason, n in r["dropped"].items():
         lines.append(f"  dropped {n}: {reason}")
+    for field, n in sorted(r.get("ignored", {}).items()):
+        lines.append(f"  ignored: {field} ({n} rows)")
     t = r.get("tokens")
     if t:
         p = t["percentiles"]
