@@ -23,8 +23,9 @@ def config_files() -> list[Path]:
 
 def merged_models() -> list[Path]:
     root = sub("merged")
-    return sorted((p for p in root.iterdir() if (p / "config.json").is_file()), key=lambda p: p.stat().st_mtime,
-                  reverse=True)
+    # a dot folder is a merge still being written (core.fsio.output_dir), not a merged model yet
+    return sorted((p for p in root.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def pipeline() -> dict[str, tuple[bool, str]]:

@@ -64,11 +64,13 @@ def test_adapter_card_says_peft_and_takes_the_base_from_the_adapter(tmp_path):
     assert "AutoPeftModelForCausalLM" in card
 
 
-def test_a_local_base_path_stays_out_of_the_metadata(tmp_path):
+def test_a_local_base_path_is_never_written_into_the_card(tmp_path):
     src = fake_model_dir(tmp_path / "adapter", weights_bytes=10, adapter_base=str(tmp_path))
-    card = model_card(src, repo_id="alice/lora")
-    assert "base_model" not in _meta(card)
-    assert str(tmp_path) in card  # still told in the text
+    with pytest.raises(StudioError, match="--base-model"):  # issue 19 item 9: asked for, never the path
+        model_card(src, repo_id="alice/lora")
+    card = model_card(src, repo_id="alice/lora", base_model="Qwen/Qwen2.5-0.5B-Instruct")
+    assert _meta(card)["base_model"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert str(tmp_path) not in card
 
 
 def test_check_card_refuses_what_modelscope_would_not_publish():
