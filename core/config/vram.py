@@ -68,11 +68,20 @@ def _norm_id(model: str) -> str:
     return _ALIASES.get(tail, tail)
 
 
+# A shape number beyond this is not a model a GPU holds (the largest open models have hidden ~16k,
+# vocab ~256k); it is a broken or hostile config.json, refused before the arithmetic.
+_MAX_DIM = 10_000_000
+
+
 def shape_from_config_json(cfg: dict[str, Any]) -> dict[str, Any]:
     """Read the shape out of a Hugging Face config.json dict (Llama, Qwen2, InternLM2, LLaVA, CLIP)."""
+    if not isinstance(cfg, dict):
+        kind = {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(type(cfg), "a number")
+        raise StudioError(f"config.json holds {kind}, not an object",
+                          "re-download the model folder; config.json is a JSON object {...}")
     if "text_config" in cfg and isinstance(cfg["text_config"], dict) and "hidden_size" in cfg["text_config"]:
         return shape_from_config_json(cfg["text_config"])
-    if "vision_config" in cfg and "hidden_size" not in cfg:
+    if "vision_config" in cfg and isinstance(cfg["vision_config"], dict) and "hidden_size" not in cfg:
         vc = dict(cfg["vision_config"])
         vc.setdefault("hidden_size", 1024)
         vc["_vision"] = True
@@ -85,15 +94,38 @@ def shape_from_config_json(cfg: dict[str, Any]) -> dict[str, Any]:
                      intermediate=int(cfg["intermediate_size"]), vocab=int(cfg.get("vocab_size") or 0),
                      tied=bool(cfg.get("tie_word_embeddings", False)),
                      qkv_bias=bool(cfg.get("attention_bias") or cfg.get("bias") or cfg.get("model_type") == "qwen2"))
-    except (KeyError, TypeError, ValueError) as e:
+        if cfg.get("head_dim"):
+            shape["head_dim"] = int(cfg["head_dim"])
+        if cfg.get("_vision") or cfg.get("model_type") == "clip_vision_model":
+            shape.update(vision=True, vocab=0, image_size=int(cfg.get("image_size", 336)),
+                         patch_size=int(cfg.get("patch_size", 14)))
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise StudioError(f"config.json lacks a shape field ({e})",
                           "the estimate needs hidden_size, num_hidden_layers, num_attention_heads, intermediate_size") from None
-    if cfg.get("head_dim"):
-        shape["head_dim"] = int(cfg["head_dim"])
-    if cfg.get("_vision") or cfg.get("model_type") == "clip_vision_model":
-        shape.update(vision=True, vocab=0, image_size=int(cfg.get("image_size", 336)),
-                     patch_size=int(cfg.get("patch_size", 14)))
+    for k, v in shape.items():
+        out_of_range = isinstance(v, int) and not isinstance(v, bool) and not 0 <= v <= _MAX_DIM
+        if out_of_range or (k in ("hidden", "layers", "heads", "kv_heads", "intermediate", "head_dim",
+                                  "patch_size", "image_size") and v == 0):
+            raise StudioError(f"config.json: {k} = {v} is not a model shape",
+                              f"every size must be a whole number from 1 to {_MAX_DIM:,} (vocab may be 0)")
     return shape
+
+
+def _read_config_json(path: Path) -> Any:
+    """config.json as JSON; a broken file is a one-line error naming it (and the line, when JSON says)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise StudioError(f"{path}:{e.lineno}: not valid JSON ({e.msg})",
+                          "re-download the model folder or fix the file") from None
+    except UnicodeDecodeError as e:
+        raise StudioError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
+                          "re-download the model folder or fix the file") from None
+    except (ValueError, RecursionError) as e:  # a 5,000-digit number; nesting deeper than Python's stack
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(";")[0]
+        raise StudioError(f"{path}: not a model config ({why})", "re-download the model folder") from None
+    except OSError as e:
+        raise StudioError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
 def model_shape(model: str) -> dict[str, Any]:
@@ -105,8 +137,16 @@ def model_shape(model: str) -> dict[str, Any]:
             model = str(folder)
     p = Path(model).expanduser()
     if (p / "config.json").is_file():
-        cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
-        return {**shape_from_config_json(cfg), "source": str(p / "config.json")}
+        cfg = _read_config_json(p / "config.json")
+        try:
+            shape = shape_from_config_json(cfg)
+        except StudioError as e:  # name the file, not just "config.json"
+            msg = str(e).split("\n")[0].replace("config.json", str(p / "config.json"), 1)
+            raise StudioError(msg, e.hint) from None
+        except RecursionError:  # text_config inside text_config inside ...
+            raise StudioError(f"{p / 'config.json'}: not a model config (nested too deeply)",
+                              "re-download the model folder") from None
+        return {**shape, "source": str(p / "config.json")}
     key = _norm_id(model)
     if key in KNOWN_SHAPES:
         return {"tied": False, "qkv_bias": False, **KNOWN_SHAPES[key], "source": f"built-in table ({key})"}

@@ -125,3 +125,31 @@ def test_cli_estimate(capsys) -> None:
     assert main(["estimate", "qwen2_5_7b_instruct_qlora_identity_e3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "qlora" and out["total_gib"] > 5
+
+
+@pytest.mark.parametrize("body, words", [
+    (b'{"hidden_size": 12', ":1: not valid JSON"),
+    (b"\xff\xfe{\x00", "not UTF-8"),
+    (b"[1, 2]", "holds an array, not an object"),
+    (b"5", "holds a number, not an object"),
+    (b'{"vision_config": 3}', "lacks a shape field"),
+    (b'{"hidden_size": 1e400, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 8}',
+     "lacks a shape field"),
+    (b'{"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 0, "intermediate_size": 8}',
+     "heads = 0 is not a model shape"),
+    (b'{"hidden_size": ' + b"9" * 5000 + b"}", "4300 digits"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+])
+def test_corrupt_config_json_names_the_file(tmp_path, capsys, body, words) -> None:
+    (tmp_path / "config.json").write_bytes(body)
+    with pytest.raises(StudioError) as e:
+        estimate(_cfg(pretrained_model_name_or_path=str(tmp_path), method="lora"))
+    first = str(e.value).split("\n")[0]
+    assert first.startswith(str(tmp_path / "config.json")) and words in first, first
+    from studio.cli import main
+
+    y = tmp_path / "run.yaml"
+    y.write_text(f"pretrained_model_name_or_path: {tmp_path}\nmethod: lora\n", encoding="utf-8")
+    assert main(["estimate", str(y)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(tmp_path / "config.json") in err
