@@ -164,6 +164,8 @@ def prepare_messages(tokenizer, sample: dict, system: str = "") -> tuple[list[di
             m["loss"] = msg["loss"]
         if role == "assistant":
             calls = _calls(msg, where)
+            if msg.get("tool_call") and not msg.get("tool_calls"):
+                m["content"] = ""  # the legacy turn's content was the call itself
             reasoning = msg.get("reasoning_content")
             if reasoning and not feats["reasoning_content"]:
                 m["content"] = "<think>\n" + reasoning.strip("\n") + "\n</think>\n\n" + m["content"].lstrip("\n")
@@ -267,9 +269,17 @@ def encode_sample(tokenizer, sample: dict, max_length: int, system: str = "") ->
         ids = ids[:max_length]
         return {"input_ids": ids, "labels": list(ids)} if len(ids) > 1 else None
     messages, tools = prepare_messages(tokenizer, sample, system)
+    try:
+        pieces = _render_segments(tokenizer, messages, tools)
+    except Exception as exc:  # jinja's TemplateError, or a template's own raise_exception
+        if type(exc).__module__.split(".")[0] not in ("jinja2", "transformers"):
+            raise
+        raise SampleError("messages", f"the chat template refused it: {exc}",
+                          "a template that only takes alternating user/assistant turns cannot render tool turns: "
+                          "choose prompt_template (e.g. qwen_chat) or drop those turns") from None
     input_ids: list[int] = []
     labels: list[int] = []
-    for text, has_loss in _render_segments(tokenizer, messages, tools):
+    for text, has_loss in pieces:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         input_ids.extend(ids)
         labels.extend(ids if has_loss else [IGNORE] * len(ids))
