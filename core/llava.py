@@ -300,15 +300,22 @@ def load_llava_data(cfg, tokenizer, image_token_id: int, tokens_per_image: int) 
     rd: dict = {}
     rows: list[dict] = []
     stats = {"samples": 0, "dropped": 0, "images": 0, "tokens": 0}
-    for sample in read_samples(path, None if cfg.data_format == "auto" else cfg.data_format,
-                               cfg.data_mapping or None, image_folder=cfg.image_folder or None, stats=rd):
+    from core.train.dataset import SampleError, refuse_unusable_media
+
+    samples = read_samples(path, None if cfg.data_format == "auto" else cfg.data_format,
+                           cfg.data_mapping or None, image_folder=cfg.image_folder or None, stats=rd)
+    # videos/audios: refused at load (after counting them), never trained as <video>/<audio> text
+    for sample in refuse_unusable_media(samples, str(path), usable=("images",), model="a LLaVA model"):
         stats["samples"] += 1
         n_tags = sum(str(m["content"]).count(DATA_IMAGE_TOKEN) for m in sample["messages"])
         if n_tags != len(sample.get("images") or []):
             raise DataError(str(path), rd.get("line"), "messages",
                             f"{n_tags} {DATA_IMAGE_TOKEN} tag(s) for {len(sample.get('images') or [])} image(s)",
                             f"put one {DATA_IMAGE_TOKEN} in the text per image")
-        enc = encode_llava_sample(tokenizer, sample, cfg.max_length, cfg.SYSTEM, image_token_id, tokens_per_image)
+        try:
+            enc = encode_llava_sample(tokenizer, sample, cfg.max_length, cfg.SYSTEM, image_token_id, tokens_per_image)
+        except SampleError as exc:
+            raise DataError(str(path), rd.get("line"), exc.field, exc.message, exc.hint) from None
         if enc is None:
             stats["dropped"] += 1
             continue

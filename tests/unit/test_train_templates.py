@@ -298,3 +298,14 @@ def test_videos_and_audios_are_refused_at_load(tiny_tokenizer):
         encode_all(tiny_tokenizer, [image], 64, source="d.json")
     assert "llava" in err.value.hint
     assert encode_all(tiny_tokenizer, [text], 64)[1]["samples"] == 1
+
+
+def test_llava_path_keeps_images_and_refuses_videos():
+    from core.train.dataset import refuse_unusable_media
+
+    image = {"messages": [{"role": "user", "content": "<image>What?"}, {"role": "assistant", "content": "C"}],
+             "images": ["x.jpg"]}
+    assert list(refuse_unusable_media([image], "d.json", usable=("images",), model="a LLaVA model")) == [image]
+    video = {**image, "videos": ["v.mp4"]}
+    with pytest.raises(DataError, match="1 sample\\(s\\) with videos \\(first: sample 2\\); a LLaVA model"):
+        list(refuse_unusable_media([image, video], "d.json", usable=("images",), model="a LLaVA model"))
