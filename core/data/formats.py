@@ -87,146 +87,39 @@ def _decode_line(raw: bytes, path: str, line: int) -> str:
 
 
 def _sniff(path: str) -> str:
-    """'jsonl' or 'json' from the first bytes: a first line that is a whole JSON object (or a
-    whole list of messages) means JSON lines; anything else is one JSON document."""
-    with open(path, "rb") as f:
-        first = f.readline(MAX_LINE_BYTES + 1)
-    first = first.removeprefix(b"\xef\xbb\xbf").strip()
-    if not first:
-        return "json"
-    if first[:1] == b"{":
-        return "jsonl"
-    if first[:1] != b"[":
-        return "json"
-    try:
-        val = json.loads(first)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return "json"
-    is_msgs = isinstance(val, list) and val and all(isinstance(m, dict) and "role" in m for m in val)
-    return "jsonl" if is_msgs else "json"
+    """'jsonl' for JSON lines (also gzip-compressed), 'json' for every other container (the JSON
+    document, CSV, Parquet, text, dataset folders): what a writer keeping the container needs."""
+    from core.data import sources
+
+    return "jsonl" if sources.detect_container(path) == "jsonl" else "json"
 
 
-def iter_records(path: str | os.PathLike, stats: dict | None = None) -> Iterator[tuple[int, Any]]:
-    """Yield (line, record) for each record of a JSON array or JSON-lines file.
+def iter_records(path: str | os.PathLike, stats: dict | None = None, *,
+                 container: str | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield (line-or-row, record) for each record of a data file of any container: JSON lines,
+    a JSON array / {"data": [...]} wrapper / single object, CSV, TSV, Parquet, Arrow, plain text,
+    gzip of the text ones, a save_to_disk or Hugging Face dataset folder (core/data/sources.py).
 
-    `line` is 1-based: the record's line in the file (for arrays: the line where it starts).
-    Bad JSON raises DataError naming the line. With `stats`, JSON lines that do not parse are
-    recorded in stats["errors"] and skipped instead (validation wants every problem, not the first).
+    The number is 1-based: the record's line in a text file (for arrays: the line where it starts),
+    its row in a table. Bad input raises DataError naming file:line. With `stats`, JSON lines that
+    do not parse are recorded in stats["errors"] and skipped instead (validation wants every
+    problem, not the first); stats also gets "container" and "container_note".
     """
-    path = str(path)
-    if not os.path.exists(path):
-        raise DataError(path, None, None, "no such file", "check the path")
-    if os.path.isdir(path):
-        raise DataError(path, None, None, "is a folder, not a data file")
-    if _sniff(path) == "jsonl":
-        yield from _iter_jsonl(path, stats)
-    else:
-        yield from _iter_json_array(path)
+    from core.data import sources
+
+    return sources.iter_records(path, stats, container=container)
 
 
 def _iter_jsonl(path: str, stats: dict | None) -> Iterator[tuple[int, Any]]:
-    with open(path, "rb") as f:
-        n = 0
-        while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            n += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                raise DataError(path, n, None, f"line is longer than {MAX_LINE_BYTES >> 20} MB",
-                                "a sample this long is a broken file: binary data, or records without newlines "
-                                "between them; set STUDIO_MAX_LINE_MB if it is really meant")
-            if n == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
-            raw = raw.strip()
-            if not raw:
-                continue
-            try:
-                text = _decode_line(raw, path, n)
-                try:
-                    rec = json.loads(text)
-                except json.JSONDecodeError as e:
-                    cut = e.pos >= len(text) - 1 or e.msg.startswith("Unterminated")
-                    what = "truncated JSON (the line ends inside a record)" if cut else "bad JSON"
-                    raise DataError(path, n, None, f"{what}: {e.msg} (column {e.colno})",
-                                    "each line must be one complete JSON object") from None
-            except DataError as e:
-                if stats is None:
-                    raise
-                stats.setdefault("errors", []).append(str(e).split("\n")[0])
-                reason = "not UTF-8" if "UTF-8" in e.args[0] else "bad JSON line"
-                dropped = stats.setdefault("dropped", {})
-                dropped[reason] = dropped.get(reason, 0) + 1
-                continue
-            yield n, rec
+    from core.data import sources
+
+    return sources._read_jsonl(path, stats)
 
 
 def _iter_json_array(path: str) -> Iterator[tuple[int, Any]]:
-    raw = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(path, line, None, f"not UTF-8 text (byte 0x{raw[e.start]:02x})",
-                        "re-save the file as UTF-8, e.g. iconv -f GBK -t UTF-8 in.json > out.json") from None
-    if not text.strip():
-        raise DataError(path, 1, None, "the file is empty")
-    dec = json.JSONDecoder()
-    i = len(text) - len(text.lstrip())
-    if text[i] != "[":
-        try:
-            val, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, None, f"bad JSON: {e.msg} (column {e.colno})") from None
-        if isinstance(val, dict):
-            # one object per file: a single sample, or a {"data": [...]} wrapper
-            lists = [v for v in val.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-            if len(val) == 1 and lists and not _looks_like_sample(val):
-                for k, rec in enumerate(lists[0]):
-                    yield k + 1, rec
-                return
-            yield text.count("\n", 0, i) + 1, val
-            return
-        raise DataError(path, 1, None, f"expected a JSON array or JSON lines, found {type(val).__name__}")
-    # Walk the array element by element so each record knows its line.
-    i += 1
-    line, pos = 1, 0
+    from core.data import sources
 
-    def lineno(at: int) -> int:
-        nonlocal line, pos
-        line += text.count("\n", pos, at)
-        pos = at
-        return line
-
-    ws = " \t\r\n"
-    while True:
-        while i < len(text) and text[i] in ws:
-            i += 1
-        if i >= len(text):
-            raise DataError(path, lineno(i), None, "truncated JSON: the array never closes",
-                            "the file was cut off; re-export or re-download it")
-        if text[i] == "]":
-            return
-        try:
-            val, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            cut = not text.rstrip().endswith("]") and (e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated"))
-            what = "truncated JSON (the file ends inside a record)" if cut else "bad JSON"
-            raise DataError(path, e.lineno, None, f"{what}: {e.msg} (column {e.colno})",
-                            "the file was cut off; re-export or re-download it" if cut else None) from None
-        yield lineno(i), val
-        i = end
-        while i < len(text) and text[i] in ws:
-            i += 1
-        if i < len(text) and text[i] == ",":
-            i += 1
-        elif i < len(text) and text[i] == "]":
-            return
-        elif i >= len(text):
-            raise DataError(path, lineno(i), None, "truncated JSON: the array never closes",
-                            "the file was cut off; re-export or re-download it")
-        else:
-            raise DataError(path, lineno(i), None, f"bad JSON: expected ',' or ']' but found {text[i]!r}")
+    return sources._read_json(path)
 
 
 def _looks_like_sample(rec: dict) -> bool:
@@ -277,7 +170,7 @@ def _record_format(rec: Any) -> str | None:
         return "xtuner"
     if "conversations" in rec:
         return "llava" if "image" in rec else "sharegpt"
-    if "response" in rec and ("query" in rec or len(rec) == 1 or set(rec) <= {"response", "system", "images"}):
+    if "query" in rec and "response" in rec:
         return "swift"
     if "instruction" in rec:
         return "alpaca"
@@ -289,6 +182,8 @@ def _record_format(rec: Any) -> str | None:
         return "pretrain_text"
     if "input" in rec and "output" in rec:
         return "xtuner"
+    if "response" in rec:  # ms-swift pretraining rows
+        return "swift"
     return None
 
 
@@ -371,8 +266,12 @@ class _Ctx:
                     raise self.err(field, f"{kind} stored as bytes but no folder to extract it to",
                                    "convert it with studio data convert (the media go beside the output)")
                 from core.data.sources import store_media_bytes
+                from core.errors import StudioError
 
-                return store_media_bytes(p, Path(self.media_dir))
+                try:
+                    return store_media_bytes(p, Path(self.media_dir))
+                except StudioError as e:
+                    raise self.err(field, e.args[0] if e.args else str(e)) from None
             p = p.get("path")
         if is_url(p):
             return p
@@ -1126,7 +1025,10 @@ def _pairs(sample: dict, idx: int, to: str) -> tuple[str, list[tuple[str, str]]]
                                 "write openai instead")
             pending = m["content"]
         elif r == "assistant":
-            pairs.append((pending or "", m["content"]))
+            if pending is None:
+                raise DataError(f"sample {idx}", None, "messages", f"an answer with no question before it cannot be "
+                                f"written as {to}", "write openai instead")
+            pairs.append((pending, m["content"]))
             pending = None
         else:
             raise DataError(f"sample {idx}", None, "messages", f"{r} turns cannot be written as {to}",
@@ -1199,6 +1101,8 @@ def _call_json(calls: list[dict]) -> str:
 
 def _lf_turns(s: dict, i: int, to: str, role_key: str, content_key: str, names: dict, lost: dict) -> list[dict]:
     """Messages as LLaMA-Factory turns: a call-only answer is a function_call turn, a result an observation."""
+    if s["messages"] and s["messages"][0]["role"] == "pretrain":
+        raise _refuse(i, "messages[0]", "pretraining text", to, "openai (LLaMA-Factory reads it as {\"text\"})")
     body = dict(s, messages=[dict(m, tool_calls=None) for m in s["messages"]])
     _plain_only(body, i, to, ("images", "videos", "audios"))
     _lose(lost, s, ("tool_call_id", "name"))
