@@ -16,6 +16,8 @@ Tools, tool calls and reasoning (the canonical sample of docs/DESIGN.md) go thro
   written after the answer as one JSON line {"name": ..., "arguments": ...}. Either way the call is
   what the turn learns, so a turn with only tool calls (empty content) is trained. The legacy
   `"tool_call": true` turn (content = the call's JSON) is read as such a call.
+- a template that names `tools` / `tool_calls` but leaves a tool's or a call's name out of the rendering
+  gets them written as text as above (checked per sample), so none is dropped silently.
 - `tool` turns (the results, with `tool_call_id` / `name`) are context, never trained.
 - `reasoning_content`: a template that reads `reasoning_content` (Qwen3 style) gets it as it is and
   decides where it goes; for any other template it is put before the answer as
@@ -145,12 +147,15 @@ def _tools_as_text(tools: list) -> str:
     return "# Tools\n\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
 
 
-def prepare_messages(tokenizer, sample: dict, system: str = "") -> tuple[list[dict], list | None]:
+def prepare_messages(tokenizer, sample: dict, system: str = "", as_text: bool = False) -> tuple[list[dict], list | None]:
     """The sample's messages as the tokenizer's template wants them, and the `tools=` argument (or None).
 
+    as_text: write tools and tool calls into the text even if the template seems to read them.
     Raises SampleError for what cannot be honoured (a malformed call, `loss: true` on a prompt turn).
     """
     feats = template_features(tokenizer)
+    if as_text:
+        feats = {**feats, "tools": False, "tool_calls": False}
     tools = _tools(sample)
     out: list[dict] = []
     for i, msg in enumerate(sample["messages"]):
@@ -255,6 +260,27 @@ def _trim(pieces: list[tuple[str, bool]], keep: int) -> list[tuple[str, bool]]:
     return out
 
 
+def _render_checked(tokenizer, messages: list[dict], tools: list | None) -> list[tuple[str, bool]]:
+    try:
+        return _render_segments(tokenizer, messages, tools)
+    except Exception as exc:  # jinja's TemplateError, or a template's own raise_exception
+        if type(exc).__module__.split(".")[0] not in ("jinja2", "transformers"):
+            raise
+        raise SampleError("messages", f"the chat template refused it: {exc}",
+                          "a template that only takes alternating user/assistant turns cannot render tool turns: "
+                          "choose prompt_template (e.g. qwen_chat) or drop those turns") from None
+
+
+def _all_there(pieces: list[tuple[str, bool]], messages: list[dict], tools: list | None) -> bool:
+    """Every tool and every call's function name made it into the rendering (none silently dropped)."""
+    names = [(t.get("function") or t).get("name") for t in tools or []]
+    names += [c["function"]["name"] for m in messages for c in m.get("tool_calls") or []]
+    if not names:
+        return True
+    text = "".join(p for p, _ in pieces)
+    return all(n in text for n in names if isinstance(n, str))
+
+
 def encode_sample(tokenizer, sample: dict, max_length: int, system: str = "") -> dict | None:
     """One canonical sample -> {input_ids, labels}; None when nothing in it carries loss.
 
@@ -269,14 +295,11 @@ def encode_sample(tokenizer, sample: dict, max_length: int, system: str = "") ->
         ids = ids[:max_length]
         return {"input_ids": ids, "labels": list(ids)} if len(ids) > 1 else None
     messages, tools = prepare_messages(tokenizer, sample, system)
-    try:
-        pieces = _render_segments(tokenizer, messages, tools)
-    except Exception as exc:  # jinja's TemplateError, or a template's own raise_exception
-        if type(exc).__module__.split(".")[0] not in ("jinja2", "transformers"):
-            raise
-        raise SampleError("messages", f"the chat template refused it: {exc}",
-                          "a template that only takes alternating user/assistant turns cannot render tool turns: "
-                          "choose prompt_template (e.g. qwen_chat) or drop those turns") from None
+    pieces = _render_checked(tokenizer, messages, tools)
+    if not _all_there(pieces, messages, tools):
+        # the template names tools / tool_calls but did not render them (a check, a comment): write them as text
+        messages, tools = prepare_messages(tokenizer, sample, system, as_text=True)
+        pieces = _render_checked(tokenizer, messages, tools)
     input_ids: list[int] = []
     labels: list[int] = []
     for text, has_loss in pieces:

@@ -309,3 +309,14 @@ def test_llava_path_keeps_images_and_refuses_videos():
     video = {**image, "videos": ["v.mp4"]}
     with pytest.raises(DataError, match="1 sample\\(s\\) with videos \\(first: sample 2\\); a LLaVA model"):
         list(refuse_unusable_media([image, video], "d.json", usable=("images",), model="a LLaVA model"))
+
+
+def test_a_template_that_names_tools_but_drops_them_gets_them_as_text(tiny_tokenizer):
+    tok = _tok(tiny_tokenizer, "qwen_chat")
+    # mentions tools and tool_calls, renders neither
+    tok.chat_template = ("{% set _ = tools %}{% for m in messages %}{% if m.tool_calls is defined %}{% endif %}"
+                         "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+                         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    spans, ctx = _spans(tok, encode_sample(tok, WEATHER, 4096))
+    assert spans[0] == '{"name": "get_weather", "arguments": {"city": "Paris"}}<|im_end|>\n'
+    assert "# Tools" in ctx and "Weather of a city" in ctx
