@@ -339,7 +339,7 @@ def _read_jsonl(path: str, stats: dict | None = None) -> Iterator[tuple[int, Any
                 rec = loads(raw.decode("utf-8"))
                 if raw.count(b"{") + raw.count(b"[") > deep or lone(raw):
                     _check_value(path, n, raw.decode("utf-8"), rec)
-            except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            except (ValueError, RecursionError, DataError) as e:  # decode and JSON errors are ValueErrors
                 err = e if isinstance(e, DataError) else _line_error(path, n, raw, start, e)
                 if stats is None:
                     raise err from None
