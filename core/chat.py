@@ -292,9 +292,9 @@ def cli_chat(args, out=None) -> int:
            "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed}
     image = None
     if args.image:
-        from PIL import Image
+        from core.images import open_image
 
-        image = Image.open(args.image).convert("RGB")
+        image = open_image(args.image).convert("RGB")  # pixel limit; a bomb is a one-line DataError
     system = [{"role": "system", "content": args.system}] if args.system else []
     if args.prompts:
         for prompt in _read_prompts(args.prompts):

@@ -176,16 +176,12 @@ def image_token_count(config) -> int:
 def _open_image(image):
     from PIL import Image
 
+    from core.images import open_image
+
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    p = Path(image)
-    if not p.is_file():
-        raise StudioError(f"image not found: {p}", hint="give the path of a JPEG/PNG file")
-    try:
-        with Image.open(p) as im:
-            return im.convert("RGB")
-    except OSError as e:
-        raise StudioError(f"could not read image {p}: {e}", hint="give a JPEG or PNG file") from None
+    with open_image(image) as im:  # pixel limit, one-line DataError naming the file (core/images.py)
+        return im.convert("RGB")
 
 
 def with_image_token(messages: list[dict]) -> list[dict]:

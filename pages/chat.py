@@ -57,10 +57,13 @@ from core.models import model_type_of  # noqa: E402
 if model_type_of(base) == "llava":
     up = st.file_uploader(t("chat.image"), type=["png", "jpg", "jpeg", "webp"])
     if up is not None:
-        from PIL import Image
+        from core.images import open_image
 
-        image = Image.open(up).convert("RGB")
-        st.image(image, width=200)
+        try:
+            image = open_image(up).convert("RGB")  # pixel limit: a bomb is a one-line DataError, not a traceback
+            st.image(image, width=200)
+        except StudioError as e:
+            show_error(e)
 
 
 def _messages(history: list[dict], side: str, prompt: str) -> list[dict]:

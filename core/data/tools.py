@@ -263,18 +263,11 @@ def _qa_from_json(obj: Any, source: str) -> list[dict]:
 
 def check_image(path: str | os.PathLike) -> dict:
     """Open an image with Pillow; {"path", "width", "height", "mode"} or DataError."""
-    from PIL import Image, UnidentifiedImageError
+    from core.images import open_image
 
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:
-            return {"path": str(path), "width": im.width, "height": im.height, "mode": im.mode}
-    except FileNotFoundError:
-        raise DataError(str(path), None, None, "image not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(str(path), None, None, f"not a readable image: {e}",
-                        "re-save it as JPEG or PNG") from None
+    # checked under core/images.py's pixel limit: a decompression bomb is a DataError, not a traceback
+    with open_image(path, decode=False) as im:
+        return {"path": str(path), "width": im.width, "height": im.height, "mode": im.mode}
 
 
 def build_llava(images_dir: str | os.PathLike, qa_file: str | os.PathLike, repeat: int = 1) -> tuple[list[dict], dict]:

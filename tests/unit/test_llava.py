@@ -257,3 +257,35 @@ def test_llm_plus_vision_encoder_is_built_once_into_the_workspace(tmp_path):
     # a LLaVA folder is used as it is; the vision encoder setting is then moot
     cfg2 = config_from_dict({**cfg.to_dict(), "pretrained_model_name_or_path": str(built)})
     assert _base_llava(cfg2, logs.append) == built and "ignored" in logs[-1]
+
+
+def _png_bomb(path: Path, side: int) -> Path:
+    """An all-black 1-bit PNG, side x side: tens of KB on disk, side**2 pixels decoded."""
+    import struct
+    import zlib
+
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(b"\x00" + bytes((side + 7) // 8)) for _ in range(side)) + comp.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [30_000, 10_000])
+def test_collator_refuses_a_decompression_bomb_naming_the_file(tmp_path, side):
+    bomb = _png_bomb(tmp_path / "bomb.png", side)
+    collate = LlavaCollator(pad_token_id=0, image_processor=None)  # the image is refused before processing
+    with pytest.raises(DataError, match=rf"bomb\.png: {side * side:,} pixels is more than the limit"):
+        collate([{"input_ids": [1, 2], "labels": [1, 2], "images": [str(bomb)]}])
+
+
+def test_collator_names_a_file_that_is_not_an_image(tmp_path):
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"\xff\xd8\xff garbage")
+    collate = LlavaCollator(pad_token_id=0, image_processor=None)
+    with pytest.raises(DataError, match=r"fake\.jpg: not a readable image"):
+        collate([{"input_ids": [1], "labels": [1], "images": [str(fake)]}])
