@@ -38,7 +38,7 @@ def _data(ws, rows=3):
 
 
 def _cfg(tiny_model, path, **kw):
-    return RunConfig(pretrained_model_name_or_path=str(tiny_model), data_path=str(path), max_length=128, **kw)
+    return RunConfig(pretrained_model_name_or_path=str(tiny_model), data_path=str(path), **{"max_length": 128, **kw})
 
 
 def test_round_trip(tmp_path):
@@ -102,8 +102,7 @@ def test_foreign_npz_is_refused(tmp_path):
         load_encoded(tmp_path / "other.npz")
 
 
-def test_cache_key_changes_with_the_version(ws, tiny_model, tiny_tokenizer):
-    """v2: a cache written before tool calls / reasoning rendered differently is not reused."""
+def test_cache_key_follows_the_settings(ws, tiny_model, tiny_tokenizer):
     path = _data(ws)
     key = _data_cache_key(_cfg(tiny_model, path), tiny_tokenizer, path)
     assert len(key) == 24 and key != _data_cache_key(_cfg(tiny_model, path, max_length=64), tiny_tokenizer, path)
@@ -111,7 +110,8 @@ def test_cache_key_changes_with_the_version(ws, tiny_model, tiny_tokenizer):
 
 def test_video_data_refused_when_loading(ws, tiny_model, tiny_tokenizer):
     path = ws / "data" / "mllm_video_demo.json"
-    path.parent.mkdir(parents=True)
+    (path.parent / "mllm_demo_data").mkdir(parents=True)
+    (path.parent / "mllm_demo_data" / "1.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "<video>What is she doing?"},
                                              {"role": "assistant", "content": "She is cooking."}],
                                 "videos": ["mllm_demo_data/1.mp4"]}) + "\n", encoding="utf-8")
