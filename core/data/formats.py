@@ -575,16 +575,15 @@ def _from_openai(rec: Any, ctx: _Ctx) -> dict:
         media["_start"] = 0
     out = []
     for k, m in enumerate(msgs):
+        if type(m) is dict and len(m) == 2 and type(m.get("content")) is str and m.get("role") in ROLES:
+            out.append({"role": m["role"], "content": m["content"]})  # the common case, kept fast
+            continue
         f = f"{field}[{k}]"
         if not isinstance(m, dict):
             raise ctx.err(f, f"must be an object with role and content, got {type(m).__name__}")
         # media named in content parts follow the sample-level ones in order of appearance
-        before = {key: list(v) for key, v in media.items() if key != "_start"}
-        part_media = {"images": [], "videos": [], "audios": [], "_start": 0}
-        msg = _message(m, ctx, f, part_media)
-        for key in ("images", "videos", "audios"):
-            media[key] = before[key] + part_media[key]
-        out.append(msg)
+        media["_start"] = len(media["images"])
+        out.append(_message(m, ctx, f, media))
     if isinstance(rec, dict):
         out = _system_first(rec, out, ctx, known)
     return _finish(out, media, rec if isinstance(rec, dict) else None, ctx, known)
@@ -612,21 +611,26 @@ def _from_xtuner(rec: dict, ctx: _Ctx) -> dict:
         return {"messages": [{"role": "pretrain", "content": _text(turns[0].get("output"), ctx, f"{key}[0].output")}]}
     msgs: list[dict] = []
     for k, t in enumerate(turns):
-        f = f"{key}[{k}]"
         if not isinstance(t, dict):
-            raise ctx.err(f, f"must be an object with input and output, got {type(t).__name__}")
-        qk, ak = _turn_keys(t)
+            raise ctx.err(f"{key}[{k}]", f"must be an object with input and output, got {type(t).__name__}")
+        qk, ak = ("input", "output") if "input" in t and "output" in t else _turn_keys(t)
         if ak is None:
-            raise ctx.err(f"{f}.output", "missing", "every turn needs an output (the answer to learn)")
-        system = _text(t.get("system"), ctx, f"{f}.system")
+            raise ctx.err(f"{key}[{k}].output", "missing", "every turn needs an output (the answer to learn)")
+        system, q, a_text = t.get("system"), t.get(qk) if qk else None, t.get(ak)
+        # the field names of an error are built only when there is one (this loop runs per turn of every row)
+        if not (type(q) is str and type(a_text) is str and (system is None or type(system) is str)):
+            system = _text(system, ctx, f"{key}[{k}].system")
+            q = _text(q, ctx, f"{key}[{k}].{qk or 'input'}")
+            a_text = _text(a_text, ctx, f"{key}[{k}].{ak}")
         if system:
             msgs.append({"role": "system", "content": system})
-        msgs.append({"role": "user", "content": _text(t.get(qk) if qk else None, ctx, f"{f}.{qk or 'input'}")})
-        a: dict[str, Any] = {"role": "assistant", "content": _text(t.get(ak), ctx, f"{f}.{ak}")}
+        msgs.append({"role": "user", "content": q})
+        a: dict[str, Any] = {"role": "assistant", "content": a_text}
         if t.get("output_with_loss") is False:
             a["loss"] = False
         msgs.append(a)
-        ctx.rest(t, {qk, ak, "system", "output_with_loss", "input_with_loss"}, f"{key}[].")
+        if len(t) > 2 + ("system" in t):
+            ctx.rest(t, {qk, ak, "system", "output_with_loss"}, f"{key}[].")
     if key == "record":
         known = {"input", "output", "system", "output_with_loss"}
         return _finish(msgs, _new_media(), rec, ctx, known)
@@ -745,6 +749,8 @@ def _from_llava(rec: dict, ctx: _Ctx) -> dict:
 def _ensure_image_token(sample: dict) -> None:
     """LLaVA's (and ms-swift's) convention: media with no placeholder anywhere in the text go,
     in order, before the first user turn (the first turn when there is no user turn)."""
+    if len(sample) == 1:  # messages only: nothing to place
+        return
     msgs = sample["messages"]
     for key, tok in MEDIA_TOKENS.items():
         n = len(sample.get(key) or [])
@@ -884,9 +890,12 @@ def check_sample(sample: dict, ctx_path: str = "", line: int | None = None) -> N
         if all(not m["content"].strip() and not m.get("tool_calls") and not m.get("reasoning_content")
                for m in msgs if m["role"] == "assistant"):
             raise DataError(ctx_path, line, "messages", "every assistant answer is empty")
+    text = "".join(m["content"] for m in msgs) if len(msgs) > 1 else msgs[0]["content"]
     for key, tok in MEDIA_TOKENS.items():
-        n_tok = sum(m["content"].count(tok) for m in msgs)
         n = len(sample.get(key) or [])
+        if not n and tok not in text:
+            continue
+        n_tok = text.count(tok)
         if n and n_tok != n:
             raise DataError(ctx_path, line, key, f"{n} {key[:-1]}(s) but {n_tok} {tok} placeholder(s)",
                             f"put one {tok} in the text for each {key[:-1]}")
@@ -1043,10 +1052,7 @@ def _media_out(s: dict, rec: dict, out_dir: Path) -> None:
 
 
 def _to_openai(s: dict, i: int, out_dir: Path, lost: dict) -> dict:
-    msgs = []
-    for m in s["messages"]:
-        m2 = {k: v for k, v in m.items() if k != "tool_call"}
-        msgs.append(m2)
+    msgs = [m if "tool_call" not in m else {k: v for k, v in m.items() if k != "tool_call"} for m in s["messages"]]
     rec: dict[str, Any] = {"messages": msgs}
     _media_out(s, rec, out_dir)
     if s.get("tools"):
