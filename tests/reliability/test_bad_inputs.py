@@ -12,6 +12,7 @@ The same files then go through the Data page (data files) and the Train page (co
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -59,6 +60,16 @@ CASES = [
     ("zero_byte", "convert", "bad_inputs/data/zero_byte.jsonl", ["zero_byte.jsonl:1:", "the file is empty"]),
     ("whitespace_only", "convert", "bad_inputs/data/whitespace_only.jsonl", ["whitespace_only.jsonl:1:", "empty"]),
     ("ten_mb_line", "convert", "{huge}", ["huge.jsonl:2:", "line is longer than 8 MB"]),
+    # -- data files: what must never be opened, or parsed without bounds (core/data/sources.py)
+    ("device_file", "convert", "/dev/zero", ["/dev/zero: is a character device, not a data file"]),
+    ("fifo", "convert", "{fifo}", ["pipe.jsonl: is a FIFO (named pipe), not a data file"]),
+    ("deep_json", "convert", "{deep}", ["deep.json:3:", "nested deeper than 100 levels"]),
+    ("huge_integer", "convert", "{bigint}", ["bigint.jsonl:2:", "a number with 5000 digits"]),
+    ("lone_surrogate", "convert", "{surrogate}", ["surrogate.jsonl:2:", "lone surrogate \\ud800"]),
+    ("binary_file", "convert", "{binary}", ["weights.bin: binary file: not JSON/CSV/Parquet/text"]),
+    ("csv_bad_row", "convert", "{bad_csv}", ["bad_row.csv:3:", "bad CSV row: 3 cells where the header has 2"]),
+    ("csv_gbk", "convert", "{gbk_csv}", ["gbk.csv:3:", "not UTF-8", "byte offset", "iconv -f GBK"]),
+    ("parquet_cut", "convert", "{cut_parquet}", ["cut.parquet:", "Parquet"]),
     # -- run configs
     ("lr_wrong_type", "train", "bad_inputs/configs/lr_wrong_type.yaml", ["lr_wrong_type.yaml", "lr: expected a number"]),
     ("unknown_key", "train", "bad_inputs/configs/unknown_key.yaml", ["unknown_key.yaml", "lerning_rate: unknown setting"]),
@@ -104,7 +115,13 @@ ACCEPTED = {"bom.jsonl": 2, "crlf.jsonl": 2, "bom_crlf_array.json": 2}
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, tiny_model) -> dict[str, Path]:
+def bounded(tmp_path_factory) -> dict[str, Path]:
+    """The data files a parser must refuse (made here: a FIFO, 100k-deep JSON, binary), no model needed."""
+    return _bounded_parsing_cases(tmp_path_factory.mktemp("bounded"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, tiny_model, bounded) -> dict[str, Path]:
     """The cases that are made rather than stored: 10 MB line, folders, a foreign adapter, filled configs."""
     root = tmp_path_factory.mktemp("corpus")
     huge = root / "huge.jsonl"
@@ -125,7 +142,7 @@ def corpus(tmp_path_factory, tiny_model) -> dict[str, Path]:
                     encoding="utf-8")
     prompts = root / "prompts.txt"
     prompts.write_text("hi\n", encoding="utf-8")
-    made = {"huge": huge, "empty_dir": empty_dir, "no_template": no_template, "data": data, "tiny": tiny_model,
+    made = {**bounded, "huge": huge, "empty_dir": empty_dir, "no_template": no_template, "data": data, "tiny": tiny_model,
             "prompts": prompts, "other_adapter": _other_adapter(root / "other_adapter", tiny_model)}
     configs = root / "configs"
     configs.mkdir()
@@ -136,6 +153,41 @@ def corpus(tmp_path_factory, tiny_model) -> dict[str, Path]:
         (configs / src.name).write_text(text, encoding="utf-8")
     made["configs"] = configs
     return made
+
+
+def _bounded_parsing_cases(root: Path) -> dict[str, Path]:
+    """Files a parser must refuse with file:line instead of a traceback, a hang or gigabytes read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ok = '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}'
+    made = {name: root / name for name in ("deep.json", "bigint.jsonl", "surrogate.jsonl", "weights.bin",
+                                           "bad_row.csv", "gbk.csv", "cut.parquet", "pipe.jsonl")}
+    made["deep.json"].write_text("[\n" + ok + ",\n" + "[" * 100_000 + "]" * 100_000 + "\n]", encoding="utf-8")
+    made["bigint.jsonl"].write_text(ok + '\n{"id": ' + "7" * 5000 + "}\n", encoding="utf-8")
+    made["surrogate.jsonl"].write_text(ok + '\n{"messages": [{"role": "user", "content": "\\ud800"}]}\n',
+                                       encoding="utf-8")
+    made["weights.bin"].write_bytes(bytes(range(256)) * 64)
+    made["bad_row.csv"].write_text("instruction,output\nq,a\nq2,a2,extra\n", encoding="utf-8")
+    made["gbk.csv"].write_bytes(b"instruction,output\nq,a\n" + "问题,答案\n".encode("gbk"))
+    good = root / "good.parquet"
+    pq.write_table(pa.Table.from_pylist([{"instruction": "q", "output": "a"}] * 50), good)
+    made["cut.parquet"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    os.mkfifo(made["pipe.jsonl"])
+    return {"deep": made["deep.json"], "bigint": made["bigint.jsonl"], "surrogate": made["surrogate.jsonl"],
+            "binary": made["weights.bin"], "bad_csv": made["bad_row.csv"], "gbk_csv": made["gbk.csv"],
+            "cut_parquet": made["cut.parquet"], "fifo": made["pipe.jsonl"]}
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "{fifo}"])
+def test_validate_refuses_devices_and_pipes_at_once(target, bounded):
+    """`data validate /dev/zero` used to read without end, a FIFO blocked forever: now exit 1 at once."""
+    from tests.reliability.conftest import studio
+
+    path = str(_input(target, bounded))
+    r = studio("data", "validate", path, timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "not a data file" in r.stderr
 
 
 def _other_adapter(out: Path, tiny_model: Path) -> Path:
