@@ -35,20 +35,34 @@ def _validate(path: str, mtime: float, model: str, max_length: int) -> dict:
     return validate_file(path, tokenizer=_tokenizer(model), max_length=max_length, max_errors=200)
 
 
+def _kinds(counts: dict) -> str:
+    """{"images": 2, "videos": 1} -> "2 images, 1 videos" in the page's language."""
+    return ", ".join(t(f"data.kind_{k}", n=n) for k, n in counts.items() if n)
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
-def _preview(path: str, mtime: float, n: int = 50) -> list[dict]:
+def _preview(path: str, mtime: float, lang: str, n: int = 50) -> list[dict]:
     from core.data import read_samples
 
     rows = []
-    for s in read_samples(path, strict=False):
+    st_: dict = {}
+    before: dict = {}
+    for s in read_samples(path, strict=False, stats=st_):
         msgs = s["messages"]
 
         def first(role, msgs=msgs):
             return next((m["content"] for m in msgs if m["role"] == role), "")
 
+        # this row's unused fields: the counts that grew with it
+        seen = [k for k, v in st_["ignored"].items() if v > before.get(k, 0)]
+        before = dict(st_["ignored"])
         rows.append({"system": first("system"), "user": first("user") or first("pretrain"),
                      "assistant": first("assistant"), "turns": sum(m["role"] == "user" for m in msgs),
-                     "images": ", ".join(Path(p).name for p in s.get("images") or [])})
+                     t("data.col_media"): ", ".join(Path(p).name if "://" not in p else p
+                                                    for k in ("images", "videos", "audios") for p in s.get(k) or []),
+                     t("data.col_tools"): ", ".join(c["function"]["name"] for m in msgs
+                                                    for c in m.get("tool_calls") or []),
+                     t("data.col_ignored"): ", ".join(sorted(seen))})
         if len(rows) >= n:
             break
     return rows
@@ -67,7 +81,7 @@ tool = st.radio(t("data.tool"), list(TOOLS), format_func=lambda k: t(TOOLS[k]), 
 
 # ---------------------------------------------------------------------------- a file: pick, upload, inspect
 if tool == "file":
-    up = st.file_uploader(t("data.upload"), type=["json", "jsonl"])
+    up = st.file_uploader(t("data.upload"), type=["json", "jsonl", "gz", "csv", "parquet", "txt"])
     if up is not None:
         try:
             saved = save_bytes(DATA, up.name, up.getvalue())
@@ -103,6 +117,12 @@ if tool == "file":
             c2.metric(t("data.samples"), report["samples"])
             c3.metric(t("data.turns"), report["turns"])
             c4.metric(t("data.images"), report["images"])
+            media = report.get("media") or {}
+            if any(media.get(k) for k in ("videos", "audios")):
+                st.write(t("data.media", kinds=_kinds(media)))
+            if report.get("ignored"):
+                st.warning(t("data.ignored", fields=", ".join(
+                    f"{k} ({t('data.rows', n=v)})" for k, v in sorted(report["ignored"].items()))))
             for w in report.get("warnings", []):
                 st.warning(w)
             if report["errors"]:
@@ -123,7 +143,7 @@ if tool == "file":
                                      for h in tok["histogram"]]).set_index("tokens")
                 st.bar_chart(hist, color=["#3b82f6", "#ef4444"], sort=False)
             try:
-                st.dataframe(_preview(str(path), mtime), width="stretch", hide_index=True)
+                st.dataframe(_preview(str(path), mtime, lang), width="stretch", hide_index=True)
             except StudioError:  # a file that cannot be parsed at all: the error above names file:line
                 pass
 
@@ -149,7 +169,7 @@ if tool == "identity":
             mix = general_samples(2000) if ratio > 0 else None
             samples = build_identity(name, author, lang=lg, repeat=int(repeat), system=system, mix=mix, ratio=ratio)
             target = safe_join(DATA, out_name(out))
-            n = write_samples(samples, target)
+            n = write_samples(samples, target, overwrite=True)  # the builder's own file, rebuilt on purpose
             _use(target)
             st.success(t("data.written", n=n, path=str(target)))
             st.code(f"python -m studio data identity --name {name} --author '{author}' --repeat {int(repeat)} "
@@ -172,11 +192,12 @@ if tool == "replace":
         preview = b1.button(t("data.preview"), key="rep_preview")
         apply = b2.button(t("data.apply"), type="primary", key="rep_apply")
         if (preview or apply) and old:
-            from core.data import replace_in_file
+            from core.data import check_output, replace_in_file
             from core.workspace import safe_join
 
             try:
                 target = safe_join(DATA, out_name(out, Path(src).suffix))
+                check_output(target, [src], overwrite=True)  # never the file being read
                 rep = replace_in_file(src, old, new, target, dry_run=preview)
                 st.write(t("data.replaced", n=rep["replacements"], records=rep["records_changed"]))
                 if rep["diff"]:
@@ -198,11 +219,12 @@ if tool == "repeat":
         n = st.number_input(t("data.repeat_n"), min_value=1, max_value=100000, value=2, key="rpt_n")
         out = st.text_input(t("data.out_name"), value=f"{Path(src).stem}_x{int(n)}{Path(src).suffix}", key="rpt_out")
         if st.button(t("data.repeat_go"), type="primary", key="rpt_go"):
-            from core.data import repeat_file
+            from core.data import check_output, repeat_file
             from core.workspace import safe_join
 
             try:
                 target = safe_join(DATA, out_name(out, Path(src).suffix))
+                check_output(target, [src], overwrite=True)  # never the file being read
                 rep = repeat_file(src, int(n), target)
                 _use(target)
                 st.success(t("data.written", n=rep["written"], path=str(target)))
@@ -232,7 +254,7 @@ if tool == "llava":
             qa_file = atomic_write_text(img_dir.parent / f".{img_dir.name}.qa.txt", qa)
             samples, rep = build_llava(img_dir, qa_file, repeat=int(rep_n))
             target = safe_join(DATA, out_name(out, ".json"))
-            n = write_samples(samples, target, to="llava")
+            n = write_samples(samples, target, to="llava", overwrite=True)
             _use(target)
             st.success(t("data.written", n=n, path=str(target)))
             cols = st.columns(min(4, max(1, len(rep["images"]))))

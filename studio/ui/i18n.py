@@ -123,6 +123,16 @@ S: dict[str, tuple[str, str]] = {
     "data.images": ("Images", "图片数"),
     "data.errors": ("{n} problems (file:line: field: message):", "{n} 处问题（文件:行号: 字段: 说明）："),
     "data.valid": ("Every record is valid.", "所有记录都有效。"),
+    "data.media": ("Media: {kinds}", "媒体：{kinds}"),
+    "data.ignored": ("Fields nothing reads (not in the training data): {fields}",
+                     "未被读取的字段（不会进入训练数据）：{fields}"),
+    "data.rows": ("{n} rows", "{n} 行"),
+    "data.col_media": ("media", "媒体"),
+    "data.col_ignored": ("ignored fields", "未读取字段"),
+    "data.col_tools": ("tool calls", "工具调用"),
+    "data.kind_images": ("{n} images", "{n} 张图片"),
+    "data.kind_videos": ("{n} videos", "{n} 个视频"),
+    "data.kind_audios": ("{n} audios", "{n} 段音频"),
     "data.tokens_line": ("Tokens per sample: p50 {p50}, p95 {p95}, longest {max}. {trunc} of {n} samples are longer "
                          "than max_length {max_length}.",
                          "每条样本的 token 数：中位数 {p50}，p95 {p95}，最长 {max}。{n} 条中有 {trunc} 条超过 "
