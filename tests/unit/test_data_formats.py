@@ -184,3 +184,94 @@ def test_image_found_by_name_is_a_warning():
     r = validate_file(REFDATA / "xtuner/tests_resource/mllm_sft_single_image_example_data.jsonl")
     assert r["ok"] and r["images"] == 22
     assert len(r["warnings"]) == 1 and "resource/mscoco_dog_000000319154.jpg" in r["warnings"][0]
+
+
+def test_detection_reads_past_a_text_only_first_record(tmp_path):
+    # a LLaVA array whose first sample has no image was read as sharegpt and failed further down
+    from PIL import Image
+
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.png")
+    text_only = {"id": "0", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}
+    with_img = {"id": "1", "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nwhat?"},
+                                                               {"from": "gpt", "value": "a square"}]}
+    p = _w(tmp_path, "llava.json", json.dumps([text_only] * 14 + [with_img]))
+    assert detect_format(p) == "llava"
+    samples = list(read_samples(p))
+    assert len(samples) == 15 and samples[-1]["images"] == [str(tmp_path / "a.png")]
+    # --from still forces a format
+    assert detect_format(p) != "sharegpt" and len(list(read_samples(p, "sharegpt"))) == 15
+
+
+def test_tool_call_only_answer_and_legacy_tool_call_turns(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "weather?"},
+                        {"role": "assistant", "content": None,
+                         "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": {"c": "B"}}}]},
+                        {"role": "tool", "content": "sunny", "tool_call_id": "1"},
+                        {"role": "assistant", "content": "Sunny."}]}
+    legacy = {"messages": [{"role": "user", "content": "weather?"},
+                           {"role": "assistant", "content": '{"name": "w", "arguments": {"c": "B"}}', "tool_call": True},
+                           {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}]}
+    p = _w(tmp_path, "t.jsonl", json.dumps(rec) + "\n" + json.dumps(legacy) + "\n")
+    a, b = read_samples(p)
+    want = [{"type": "function", "function": {"name": "w", "arguments": '{"c": "B"}'}}]
+    assert a["messages"][1] == {"role": "assistant", "content": "", "tool_calls": want}
+    assert a["messages"][2]["tool_call_id"] == "1"
+    assert b["messages"][1] == {"role": "assistant", "content": "", "tool_calls": want}
+
+
+def test_media_urls_are_never_made_paths(tmp_path):
+    url = "https://raw.githubusercontent.com/x/y/main/cat.png"
+    rec = {"messages": [{"role": "user", "content": [{"type": "text", "text": "what?"},
+                                                     {"type": "image_url", "image_url": {"url": url}}]},
+                        {"role": "assistant", "content": "a cat"}]}
+    p = _w(tmp_path, "u.jsonl", json.dumps(rec) + "\n")
+    s = next(read_samples(p))  # check_images stays on: a URL is not a file to look for
+    assert s["images"] == [url] and s["messages"][0]["content"] == "what?<image>"
+    for to in ("openai", "llamafactory_mm", "xtuner_mm", "sharegpt"):
+        out = tmp_path / f"o_{to}.jsonl"
+        write_samples([s], out, to=to)
+        assert url in out.read_text() and "https:/raw" not in out.read_text()
+
+
+def test_weights_other_than_0_or_1_are_refused_naming_the_field(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0.5}]}
+    p = _w(tmp_path, "w.jsonl", json.dumps(rec) + "\n")
+    with pytest.raises(DataError, match=r"w.jsonl:1: messages\[1\]\.weight: 0\.5"):
+        list(read_samples(p))
+
+
+def test_classification_labels_refused(tmp_path):
+    p = _w(tmp_path, "c.jsonl", json.dumps({"messages": [{"role": "user", "content": "nice"}], "label": 1}) + "\n")
+    with pytest.raises(DataError, match="label: 1: a classification label"):
+        list(read_samples(p))
+
+
+def test_writer_names_what_it_cannot_keep_and_refuses_what_training_needs(tmp_path):
+    s = {"messages": [{"role": "user", "content": "q"},
+                      {"role": "assistant", "content": "a", "reasoning_content": "think"}]}
+    with pytest.raises(DataError, match=r"messages\[1\]\.reasoning_content: reasoning content cannot be written as "
+                                        r"sharegpt"):
+        write_samples([s], tmp_path / "x.json", to="sharegpt")
+    s = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "loss": False},
+                      {"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]}
+    with pytest.raises(DataError, match=r"loss false cannot be written as alpaca"):
+        write_samples([s], tmp_path / "x.json", to="alpaca")
+    write_samples([s], tmp_path / "x.jsonl", to="xtuner")  # XTuner's output_with_loss holds it
+    assert next(read_samples(tmp_path / "x.jsonl"))["messages"][1]["loss"] is False
+    st = {}
+    t = {"messages": [{"role": "user", "content": "q"},
+                      {"role": "assistant", "content": "", "tool_calls": [
+                          {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                      {"role": "tool", "content": "r", "tool_call_id": "c1"}, {"role": "assistant", "content": "ok"}]}
+    write_samples([t], tmp_path / "t.json", to="sharegpt", stats=st)
+    assert st["not_written"] == {"messages[].tool_call_id": 1}
+    back = next(read_samples(tmp_path / "t.json"))
+    assert back["messages"][1]["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
+
+
+def test_overwrite_false_refuses_an_existing_output(tmp_path):
+    out = _w(tmp_path, "o.jsonl", "keep\n")
+    s = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    with pytest.raises(DataError, match="the output file exists"):
+        write_samples([s], out, overwrite=False)
+    assert out.read_text() == "keep\n"

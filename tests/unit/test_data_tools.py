@@ -154,3 +154,56 @@ def test_dataset_info_columns_become_mapping(tmp_path):
     assert e["mapping"] == {"instruction": "ask", "output": "reply", "system": "sys"}
     s = next(read_samples(e["path"], e["fmt"], e["mapping"]))
     assert [m["content"] for m in s["messages"]] == ["s", "q", "a"]
+
+
+def test_dataset_info_every_variant(tmp_path):
+    """ranking (alpaca and sharegpt), kto_tag, pretraining {"prompt": "text"}, custom role/content tags."""
+    info = {
+        "rank_alpaca": {"file_name": "ra.json", "ranking": True,
+                        "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}},
+        "kto": {"file_name": "k.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"},
+                "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}},
+        "pt": {"file_name": "pt.jsonl", "columns": {"prompt": "text"}},
+        "tagged": {"file_name": "tg.json", "formatting": "sharegpt", "columns": {"messages": "dialog", "system": "sys"},
+                   "tags": {"role_tag": "speaker", "content_tag": "says", "user_tag": "USER", "assistant_tag": "BOT",
+                            "observation_tag": "RESULT", "function_tag": "CALL"}},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    (tmp_path / "ra.json").write_text(json.dumps([{"instruction": "q", "input": "", "chosen": "good", "rejected": "bad"}]))
+    (tmp_path / "k.json").write_text(json.dumps([
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}], "label": True},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}], "label": False}]))
+    (tmp_path / "pt.jsonl").write_text('{"text": "plain words"}\n')
+    (tmp_path / "tg.json").write_text(json.dumps([{"sys": "S", "dialog": [
+        {"speaker": "USER", "says": "weather?"}, {"speaker": "CALL", "says": '{"name": "w", "arguments": {}}'},
+        {"speaker": "RESULT", "says": "sunny"}, {"speaker": "BOT", "says": "Sunny."}]}]))
+    e = read_dataset_info(tmp_path / "dataset_info.json")
+    assert e["rank_alpaca"]["ranking"] and e["pt"]["fmt"] == "pretrain_text"
+
+    def read(name, **kw):
+        x = e[name]
+        return list(read_samples(x["path"], x["fmt"], x["mapping"], speakers=x["speakers"], **kw))
+
+    with pytest.raises(DataError, match="--take chosen"):
+        read("rank_alpaca")
+    assert read("rank_alpaca", take="chosen")[0]["messages"][-1]["content"] == "good"
+    with pytest.raises(DataError, match="--take desirable"):
+        read("kto")
+    assert [s["messages"][-1]["content"] for s in read("kto", take="desirable")] == ["good"]
+    assert read("pt")[0]["messages"] == [{"role": "pretrain", "content": "plain words"}]
+    tg = read("tagged")[0]["messages"]
+    assert [m["role"] for m in tg] == ["system", "user", "assistant", "tool", "assistant"]
+    assert tg[2]["tool_calls"][0]["function"]["name"] == "w"
+
+
+def test_check_output_refuses_inputs_and_existing_files(tmp_path):
+    from core.data import check_output
+
+    src = tmp_path / "a.jsonl"
+    src.write_text("x\n")
+    with pytest.raises(DataError, match="the output is the input file"):
+        check_output(tmp_path / "." / "a.jsonl", [src], overwrite=True)
+    with pytest.raises(DataError, match="--overwrite"):
+        check_output(src, [])
+    check_output(src, [], overwrite=True)
+    check_output(tmp_path / "new.jsonl", [src])

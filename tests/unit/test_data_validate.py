@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.data import read_samples, validate_file, write_samples
+from core.data import format_report, read_samples, validate_file, write_samples
 from core.errors import DataError
 from studio.cli import main
 
@@ -115,3 +115,32 @@ def test_validate_cli_with_tokenizer_folder(tiny_tokenizer, tmp_path, capsys):
     assert r["tokens"]["truncated"] == 3 and r["samples"] == 3
     assert main(["data", "validate", str(p), "--tokenizer", str(tmp_path / "nope")]) == 1
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_tokenizer_remote_code_only_when_asked(tmp_path, monkeypatch):
+    import transformers
+
+    seen = []
+
+    def fake(path, **kw):
+        seen.append(kw.get("trust_remote_code"))
+        raise OSError("stop here")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
+    from core.data.validate import _load_tokenizer
+
+    for kw in ({}, {"trust_remote_code": True}):
+        with pytest.raises(DataError, match="cannot load a tokenizer"):
+            _load_tokenizer(str(tmp_path), **kw)
+    assert seen == [False, True]
+
+
+def test_validate_reports_ignored_fields_and_media(tmp_path):
+    rec = {"id": 7, "messages": [{"role": "user", "content": "<audio>what?"}, {"role": "assistant", "content": "rain"}],
+           "audios": ["https://example.com/a.wav"]}
+    p = tmp_path / "a.jsonl"
+    p.write_text(json.dumps(rec) + "\n")
+    r = validate_file(p)
+    assert r["ok"] and r["ignored"] == {"id": 1} and r["media"]["audios"] == 1
+    text = format_report(r)
+    assert "1 audios" in text and "ignored: id (1 rows)" in text
