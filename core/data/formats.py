@@ -864,8 +864,7 @@ def _kind_check(rec: Any, ctx: _Ctx, st: dict) -> bool:
                                "data", "remove the label field if the answers are meant to be learned")
         if ctx.take != "desirable":
             raise _FileRefused(ctx.path, None, kto, KTO_MSG, "or train it with a KTO trainer")
-        ctx.ignored.add(f"{kto} (--take desirable)")
-        ctx.noted.add(kto)
+        ctx.noted.add(kto)  # honoured: it decided whether the row is kept
         if v is False:
             st["dropped"]["KTO label false (undesirable)"] = st["dropped"].get("KTO label false (undesirable)", 0) + 1
             return False
