@@ -382,8 +382,8 @@ def _calls(v: Any, ctx: _Ctx, field: str) -> list[dict]:
     return [_call(c, ctx, f"{field}[{k}]") for k, c in enumerate(v)]
 
 
-_PART_MEDIA = {"image": "images", "image_url": "images", "video": "videos", "video_url": "videos",
-               "audio": "audios", "audio_url": "audios", "input_audio": "audios"}
+_PART_MEDIA = {"image": "images", "image_url": "images", "input_image": "images", "video": "videos",
+               "video_url": "videos", "audio": "audios", "audio_url": "audios", "input_audio": "audios"}
 
 
 def _parts(c: list, ctx: _Ctx, f: str, media: dict[str, list], msg: dict) -> str:
@@ -403,14 +403,14 @@ def _parts(c: list, ctx: _Ctx, f: str, media: dict[str, list], msg: dict) -> str
         kind = part.get("type")
         if kind is None:  # {"text": ...} or {"image": ...} without a type
             kind = next((k for k in ("text", "image", "image_url", "video", "audio") if k in part), None)
-        if kind == "text":
+        if kind in ("text", "input_text", "output_text"):  # the last two: OpenAI's Responses API
             t = _text(part.get("text", part.get("value")), ctx, f"{pf}.text")
             pieces.append(t)
             plain.append(t)
             ctx.rest(part, {"type", "text", "value"}, pf0)
         elif kind in _PART_MEDIA:
             key = _PART_MEDIA[kind]
-            v = part.get(kind, part.get("value", part.get("path", part.get("url"))))
+            v = part.get(kind, part.get("value", part.get("path", part.get("url", part.get("image_url")))))
             extra: Iterable[str] = ()
             if isinstance(v, dict) and not (set(v) <= {"bytes", "path"}):
                 extra = [k for k in v if k != "url"]
@@ -420,7 +420,7 @@ def _parts(c: list, ctx: _Ctx, f: str, media: dict[str, list], msg: dict) -> str
             media[key].append(ctx.media(v, f"{pf}.{kind}", key[:-1]))
             pieces.append(MEDIA_TOKENS[key])
             n_media += 1
-            ctx.rest(part, {"type", kind, "value", "path", "url"}, pf0)
+            ctx.rest(part, {"type", kind, "value", "path", "url", "image_url"}, pf0)
         elif kind in ("reasoning", "thinking"):
             r = _text(part.get("value", part.get(kind, part.get("text"))), ctx, f"{pf}.value")
             msg["reasoning_content"] = msg.get("reasoning_content", "") + r
@@ -444,6 +444,9 @@ def _weight(m: dict, ctx: _Ctx, f: str, role: str) -> bool | None:
     for key in ("loss", "weight", "loss_weight", "loss_scale"):
         if key not in m or m[key] is None:
             continue
+        if key == "weight" and role != "assistant":  # OpenAI reads weight on assistant turns only
+            ctx.ignored.add(f"{_generic(f)}.weight (only assistant turns have one)")
+            continue
         v = m[key]
         if isinstance(v, bool):
             return v
@@ -466,7 +469,7 @@ def _message(m: dict, ctx: _Ctx, f: str, media: dict[str, list], role_key: str =
     if isinstance(who, str) and who in ctx.speakers:
         who = ctx.speakers[who]
     alias = {"observation": "tool", "function": "tool", "tool_response": "tool", "function_call": "assistant",
-             "tool_call": "assistant"}
+             "tool_call": "assistant", "developer": "system"}  # OpenAI's newer name for the system turn
     if role_key == "from":  # sharegpt speakers; a "role" of human/gpt is a typo, not a format
         alias |= {"human": "user", "gpt": "assistant"}
     role = alias.get(who, who) if isinstance(who, str) else None

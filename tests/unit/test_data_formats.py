@@ -275,3 +275,16 @@ def test_overwrite_false_refuses_an_existing_output(tmp_path):
     with pytest.raises(DataError, match="the output file exists"):
         write_samples([s], out, overwrite=False)
     assert out.read_text() == "keep\n"
+
+
+def test_openai_responses_parts_developer_role_and_user_weight(tmp_path):
+    rec = {"messages": [{"role": "developer", "content": "be brief"},
+                        {"role": "user", "weight": 1, "content": [{"type": "input_text", "text": "what?"},
+                                                                  {"type": "input_image", "image_url": "https://x/y.png"}]},
+                        {"role": "assistant", "content": [{"type": "output_text", "text": "a cat"}]}]}
+    p = _w(tmp_path, "r.jsonl", json.dumps(rec) + "\n")
+    st = {}
+    s = next(read_samples(p, stats=st))
+    assert s == {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what?<image>"},
+                              {"role": "assistant", "content": "a cat"}], "images": ["https://x/y.png"]}
+    assert st["ignored"] == {"messages[].weight (only assistant turns have one)": 1}
