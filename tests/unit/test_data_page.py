@@ -15,6 +15,22 @@ from streamlit.testing.v1 import AppTest
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 
 
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A workspace whose chosen model is a word-level tokenizer made here (the page only needs a tokenizer)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    model = tmp_path / "models" / "words"
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(model)
+    (model / "config.json").write_text("{}")
+    (tmp_path / "studio.json").write_text(json.dumps({"model": str(model)}))
+    return tmp_path
+
+
 def _page(lang: str) -> AppTest:
     at = AppTest.from_file(str(PAGES / "data.py"), default_timeout=120)
     at.query_params["lang"] = lang
@@ -30,7 +46,8 @@ def test_data_page_shows_media_kinds_and_ignored_fields(ws, lang):
              "videos": ["https://example.com/a.mp4"]},
             {"id": 2, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (ws / "studio.json").write_text(json.dumps({"data": str(f)}))
+    state = json.loads((ws / "studio.json").read_text())
+    (ws / "studio.json").write_text(json.dumps(state | {"data": str(f)}))
     at = _page(lang).run()
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(w.value for w in at.warning)
