@@ -790,21 +790,19 @@ def _from_preference(rec: dict, ctx: _Ctx) -> dict:
     media = _new_media()
     known = {"prompt", "chosen"}
     _sample_media(rec, ctx, media, known)
-    ch = rec.get("chosen")
-    if isinstance(ch, list):  # the whole chosen conversation, prompt included
-        msgs = [_message(m, ctx, f"chosen[{k}]", media) if isinstance(m, dict) else _bad(ctx, f"chosen[{k}]")
-                for k, m in enumerate(ch)]
-        p = rec.get("prompt")
-        if isinstance(p, str) and not any(m["role"] == "user" and m["content"] == p for m in msgs):
-            msgs.insert(0, {"role": "user", "content": p})
+    ch, p = rec.get("chosen"), rec.get("prompt")
+    if isinstance(p, list):
+        prompt = [_message(m, ctx, f"prompt[{k}]", media) if isinstance(m, dict) else _bad(ctx, f"prompt[{k}]")
+                  for k, m in enumerate(p)]
     else:
-        p = rec.get("prompt")
-        if isinstance(p, list):
-            msgs = [_message(m, ctx, f"prompt[{k}]", media) if isinstance(m, dict) else _bad(ctx, f"prompt[{k}]")
-                    for k, m in enumerate(p)]
-        else:
-            msgs = [{"role": "user", "content": _text(p, ctx, "prompt")}]
-        msgs.append({"role": "assistant", "content": _text(ch, ctx, "chosen")})
+        prompt = [{"role": "user", "content": _text(p, ctx, "prompt")}]
+    if isinstance(ch, list):
+        answer = [_message(m, ctx, f"chosen[{k}]", media) if isinstance(m, dict) else _bad(ctx, f"chosen[{k}]")
+                  for k, m in enumerate(ch)]
+        # HF's binarized sets repeat the prompt inside chosen; TRL's conversational rows do not
+        msgs = answer if answer and answer[0]["role"] in ("system", "user") else prompt + answer
+    else:
+        msgs = [*prompt, {"role": "assistant", "content": _text(ch, ctx, "chosen")}]
     msgs = _system_first(rec, msgs, ctx, known)
     return _finish(msgs, media, rec, ctx, known)
 

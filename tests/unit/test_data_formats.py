@@ -288,3 +288,20 @@ def test_openai_responses_parts_developer_role_and_user_weight(tmp_path):
     assert s == {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what?<image>"},
                               {"role": "assistant", "content": "a cat"}], "images": ["https://x/y.png"]}
     assert st["ignored"] == {"messages[].weight (only assistant turns have one)": 1}
+
+
+@pytest.mark.parametrize("rec,want", [
+    ({"prompt": "q", "chosen": "good", "rejected": "bad"}, ["q", "good"]),  # TRL standard
+    ({"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
+      "rejected": [{"role": "assistant", "content": "bad"}]}, ["q", "good"]),  # TRL conversational
+    ({"prompt": "q", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+      "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]}, ["q", "good"]),  # HF
+])
+def test_preference_rows_take_chosen(tmp_path, rec, want):
+    p = _w(tmp_path, "p.jsonl", json.dumps(rec) + "\n")
+    with pytest.raises(DataError, match=r"preference pairs \(chosen/rejected\)"):
+        list(read_samples(p))
+    st = {}
+    s = next(read_samples(p, take="chosen", stats=st))
+    assert [m["content"] for m in s["messages"]] == want
+    assert st["ignored"] == {"rejected (rejected answers, --take chosen)": 1}
