@@ -15,7 +15,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.data.formats import IMAGE_TOKEN, _sniff, detect_format, iter_records, read_samples
+from core.data.formats import (
+    IMAGE_TOKEN,
+    KTO_MSG,
+    PAIRS_MSG,
+    _sniff,
+    detect_format,
+    iter_records,
+    read_samples,
+)
 from core.errors import DataError
 from core.fsio import atomic_write_rows
 
@@ -127,7 +135,17 @@ def repeat_file(path: str | os.PathLike, n: int, out: str | os.PathLike) -> dict
     if n < 1:
         raise DataError(str(path), None, "-n", f"must be >= 1, got {n}")
     fmt = detect_format(path)
-    k = sum(1 for _ in read_samples(path, fmt))
+    st: dict = {}
+    try:
+        k = sum(1 for _ in read_samples(path, fmt))
+    except DataError as e:
+        # preference / KTO files are copied as they are: checked the way a trainer of that kind reads them
+        take = "chosen" if PAIRS_MSG in e.args[0] else "desirable" if KTO_MSG in e.args[0] else None
+        if take is None:
+            raise
+        for _ in read_samples(path, fmt, take=take, stats=st):
+            pass
+        k = st["records"]
     jsonl = _sniff(str(path)) == "jsonl"
 
     def rows() -> Iterator[Any]:

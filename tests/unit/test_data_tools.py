@@ -207,3 +207,12 @@ def test_check_output_refuses_inputs_and_existing_files(tmp_path):
         check_output(src, [])
     check_output(src, [], overwrite=True)
     check_output(tmp_path / "new.jsonl", [src])
+
+
+def test_repeat_copies_preference_and_kto_files_whole(tmp_path):
+    real = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "messages" / "llamafactory"
+    r = repeat_file(real / "kto_en_demo.json", 2, tmp_path / "k.json")
+    rows = json.loads((tmp_path / "k.json").read_text())
+    assert r["records"] == 5 and len(rows) == 10 and [x["label"] for x in rows].count(False) == 4
+    r = repeat_file(real / "dpo_en_demo.json", 2, tmp_path / "d.json")
+    assert r["written"] == 6 and "rejected" in json.loads((tmp_path / "d.json").read_text())[0]
