@@ -181,7 +181,7 @@ def _io_opts(s: argparse.ArgumentParser) -> None:
     s.add_argument("--map", nargs="+", metavar="OURS=THEIRS", default=None,
                    help=f"field mapping, e.g. system=toy_system input=toy_input output=toy_output, or text=toy_text "
                         f"(ours: {', '.join(MAP_KEYS)})")
-    s.add_argument("--image-folder", default=None, help="where relative image paths point (default: the file's folder)")
+    s.add_argument("--image-folder", default=None, help="where relative image, video and audio paths point (default: the file's folder)")
     s.add_argument("--take", choices=["chosen", "desirable"], default=None,
                    help="read preference pairs as their chosen answers (chosen), or keep only KTO rows labelled "
                         "true (desirable); without it such files are refused")
@@ -220,7 +220,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _io_opts(s)
     s.add_argument("--to", choices=[*WRITE_FORMATS, "same"], default="openai",
                    help="output format; 'same' writes the input's own family")
-    s.add_argument("--no-image-check", action="store_true", help="do not require image files to exist")
+    s.add_argument("--no-image-check", action="store_true", help="do not require image, video and audio files to exist (URLs are never checked)")
     s.add_argument("--json", action="store_true")
     s.add_argument("-o", "--out", required=True)
     _overwrite_opt(s)
