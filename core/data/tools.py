@@ -389,8 +389,11 @@ def read_dataset_info(path: str | os.PathLike) -> dict[str, dict]:
             if tags.get("role_tag") == "role" or any(k in cols for k in ("images", "videos", "audios")):
                 fmt = "llamafactory_mm"  # OpenAI-style role/content turns (and media): LLaMA-Factory's mllm files
                 mapping["messages"] = mapping.pop("conversations")
-        elif set(cols) <= {"prompt", "system", "images", "videos", "audios"} and "prompt" in cols:
-            fmt = "pretrain_text"  # LLaMA-Factory's pretraining entries: {"columns": {"prompt": "text"}}
+        elif (set(cols) <= {"prompt", "system", "images", "videos", "audios"} and "prompt" in cols
+              and not _has_field(path.parent / d["file_name"], "output")):
+            # LLaMA-Factory's pretraining entries: {"columns": {"prompt": "text"}} over rows with no answer
+            # (an alpaca file that keeps the default response column "output" stays alpaca)
+            fmt = "pretrain_text"
             mapping = {"text": cols["prompt"]}
             mapping |= {k: v for k, v in cols.items() if k in ("images", "videos", "audios")}
         else:
@@ -400,6 +403,16 @@ def read_dataset_info(path: str | os.PathLike) -> dict[str, dict]:
         out[name] = {"path": str(path.parent / d["file_name"]), "file_name": d["file_name"], "fmt": fmt,
                      "mapping": mapping or None, "speakers": speakers or None, "ranking": bool(d.get("ranking"))}
     return out
+
+
+def _has_field(path: Path, field: str) -> bool:
+    """Whether the first record of a data file has `field` (False when it cannot be read)."""
+    try:
+        for _line, rec in iter_records(path):
+            return isinstance(rec, dict) and field in rec
+    except DataError:
+        pass
+    return False
 
 
 def dataset_info_for(path: str | os.PathLike) -> dict | None:

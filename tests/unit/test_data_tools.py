@@ -177,8 +177,13 @@ def test_dataset_info_every_variant(tmp_path):
     (tmp_path / "tg.json").write_text(json.dumps([{"sys": "S", "dialog": [
         {"speaker": "USER", "says": "weather?"}, {"speaker": "CALL", "says": '{"name": "w", "arguments": {}}'},
         {"speaker": "RESULT", "says": "sunny"}, {"speaker": "BOT", "says": "Sunny."}]}]))
+    info["prompt_only"] = {"file_name": "po.json", "columns": {"prompt": "question"}}  # response stays "output"
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    (tmp_path / "po.json").write_text(json.dumps([{"question": "q", "output": "a"}]))
     e = read_dataset_info(tmp_path / "dataset_info.json")
-    assert e["rank_alpaca"]["ranking"] and e["pt"]["fmt"] == "pretrain_text"
+    assert e["rank_alpaca"]["ranking"] and e["pt"]["fmt"] == "pretrain_text" and e["prompt_only"]["fmt"] == "alpaca"
+    assert [m["content"] for m in read_samples(e["prompt_only"]["path"], "alpaca", e["prompt_only"]["mapping"])
+            .__next__()["messages"]] == ["q", "a"]
 
     def read(name, **kw):
         x = e[name]
