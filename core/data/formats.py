@@ -133,6 +133,8 @@ _PAIR_FIELDS = ("chosen", "rejected", "rejected_response", "chosen_messages", "r
 _KTO_FIELDS = ("label", "kto_tag")
 # How many records detection looks at (the union of their keys decides).
 DETECT_RECORDS = 64
+# How many distinct unused field names are counted one by one; the rest are counted together.
+MAX_IGNORED_FIELDS = 200
 
 
 def _apply_mapping(rec: Any, mapping: dict[str, str] | None) -> Any:
@@ -967,6 +969,8 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
             st["dropped"][reason] = st["dropped"].get(reason, 0) + 1
             continue
         for f in ctx.ignored:
+            if f not in ignored and len(ignored) >= MAX_IGNORED_FIELDS:
+                f = "(more fields)"  # keys that differ row by row (ids as keys) must not grow without bound
             ignored[f] = ignored.get(f, 0) + 1
         for k in ("images", "videos", "audios"):
             if k in sample:

@@ -305,3 +305,14 @@ def test_preference_rows_take_chosen(tmp_path, rec, want):
     s = next(read_samples(p, take="chosen", stats=st))
     assert [m["content"] for m in s["messages"]] == want
     assert st["ignored"] == {"rejected (rejected answers, --take chosen)": 1}
+
+
+def test_unused_field_names_stay_bounded(tmp_path):
+    from core.data.formats import MAX_IGNORED_FIELDS
+
+    rows = [{f"id_{k}": 1, "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+            for k in range(MAX_IGNORED_FIELDS + 50)]
+    p = _w(tmp_path, "many.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    st = {}
+    assert len(list(read_samples(p, stats=st))) == len(rows)
+    assert len(st["ignored"]) == MAX_IGNORED_FIELDS + 1 and st["ignored"]["(more fields)"] == 50
