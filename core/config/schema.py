@@ -14,6 +14,7 @@ import difflib
 import functools
 import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -248,13 +249,26 @@ def _coerce(name: str, value: Any, source: str | None) -> Any:
             return [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(name, f"expected a list, got {value!r}", source)
-        return list(value)
+        # every list here is a list of texts; a nested list (a YAML alias tree, say) is refused before
+        # anything renders it
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                raise ConfigError(name, f"item {i + 1}: expected text, got {_short(item)}", source)
+            out.append(str(item))
+        return out
     if typ is dict:
         if value is None:
             return {}
         if not isinstance(value, dict):
             raise ConfigError(name, f"expected a mapping (key: value), got {value!r}", source)
-        return dict(value)
+        out_map = {}
+        for k, v in value.items():  # the one mapping (data_mapping) is field name -> field name
+            for x in (k, v):
+                if isinstance(x, bool) or not isinstance(x, (str, int, float)):
+                    raise ConfigError(name, f"{_short(k)}: expected text, got {_short(x)}", source)
+            out_map[str(k)] = str(v)
+        return out_map
     return value
 
 
@@ -294,6 +308,7 @@ def _num(x: float) -> str:
 # YAML's .nan / .inf stops here with the field's name instead of starting a run that diverges or hangs.
 # The upper bounds are far beyond any real run and keep one value from tying up a GPU for days.
 MAX_EVAL_NEW_TOKENS = 4096
+MAX_CONFIG_BYTES = 4 << 20  # a config YAML is a few KB; this leaves room for long evaluation prompts
 RANGES: dict[str, Range] = {
     "max_length": Range(0, 1_048_576),
     "lora_r": Range(0, 4096),
@@ -316,6 +331,10 @@ RANGES: dict[str, Range] = {
     "eval_max_new_tokens": Range(0, MAX_EVAL_NEW_TOKENS),
     "dataloader_num_workers": Range(0, 64, closed_low=True),
 }
+
+
+def _short(value: Any) -> str:
+    return reprlib.repr(value)
 
 
 def validate(cfg: RunConfig, source: str | None = None) -> None:
@@ -366,6 +385,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("config", f"no config file at {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError("config", f"{path} is {path.stat().st_size:,} bytes; a config is a few KB "
+                                    f"(the limit is {MAX_CONFIG_BYTES:,})")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

@@ -135,3 +135,29 @@ def test_a_refused_config_creates_no_run_folder(tmp_path, monkeypatch):
     assert main(["train", str(p)]) == 1
     assert main(["train", str(p), "--work-dir", str(tmp_path / "mine")]) == 1
     assert not ws.exists() and not (tmp_path / "mine").exists()
+
+
+def test_list_and_mapping_items_must_be_text_so_an_alias_tree_is_refused(tmp_path):
+    # "billion laughs": 9 levels of 9 aliases, 387M strings once anything renders it; YAML itself only
+    # shares the references, so the file loads in a blink and must be refused by the schema
+    anchors = "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    p = tmp_path / "laughs.yaml"
+    p.write_text(BASE + "data_mapping:\n  l0: &l0 lol\n" + anchors + "evaluation_inputs: *l9\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert e.value.field == "data_mapping" and "expected text, got [" in str(e.value) and len(str(e.value)) < 300
+    p.write_text(BASE + "evaluation_inputs: [[a, b], c]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"evaluation_inputs: item 1: expected text, got \['a', 'b'\]"):
+        load_config(p)
+    assert config_from_dict({"evaluation_inputs": ["a", 3, 2.5]}).evaluation_inputs == ["a", "3", "2.5"]
+    assert config_from_dict({"data_mapping": {"input": "q", 1: 2}}).data_mapping == {"input": "q", "1": "2"}
+    with pytest.raises(ConfigError, match=r"lora_target_modules: item 2: expected text"):
+        config_from_dict({"lora_target_modules": ["q_proj", None]})
+
+
+def test_an_oversized_config_file_is_refused_before_parsing(tmp_path):
+    p = tmp_path / "big.yaml"
+    with p.open("w", encoding="utf-8") as f:
+        f.write(BASE + "SYSTEM: '" + "x" * (5 << 20) + "'\n")
+    with pytest.raises(ConfigError, match="bytes; a config is a few KB"):
+        load_config(p)
