@@ -131,6 +131,7 @@ def _looks_like_sample(rec: dict) -> bool:
 # Fields that make a record preference data (pairs) or KTO data (labelled single answers).
 _PAIR_FIELDS = ("chosen", "rejected", "rejected_response", "chosen_messages", "rejected_messages")
 _KTO_FIELDS = ("label", "kto_tag")
+_KIND_KEYS = frozenset(_PAIR_FIELDS + _KTO_FIELDS + ("rejected_images", "rejected_videos", "rejected_audios"))
 # How many records detection looks at (the union of their keys decides).
 DETECT_RECORDS = 64
 # How many distinct unused field names are counted one by one; the rest are counted together.
@@ -384,6 +385,7 @@ def _calls(v: Any, ctx: _Ctx, field: str) -> list[dict]:
     return [_call(c, ctx, f"{field}[{k}]") for k, c in enumerate(v)]
 
 
+_MEDIA_KEYS = frozenset({"images", "videos", "audios", "image", "video", "audio"})
 _PART_MEDIA = {"image": "images", "image_url": "images", "input_image": "images", "video": "videos",
                "video_url": "videos", "audio": "audios", "audio_url": "audios", "input_audio": "audios"}
 
@@ -515,6 +517,8 @@ def _message(m: dict, ctx: _Ctx, f: str, media: dict[str, list], role_key: str =
 
 def _merge_calls(msgs: list[dict]) -> list[dict]:
     """Consecutive call-only assistant turns (ms-swift tool_call rows, parallel calls) become one turn."""
+    if not any("tool_calls" in m for m in msgs):
+        return msgs
     out: list[dict] = []
     for m in msgs:
         prev = out[-1] if out else None
@@ -533,6 +537,8 @@ def _new_media() -> dict[str, list]:
 
 def _sample_media(rec: dict, ctx: _Ctx, media: dict[str, list], known: set[str]) -> None:
     """Sample-level images/videos/audios (and ms-swift's singular image/video/audio) into `media`."""
+    if rec.keys().isdisjoint(_MEDIA_KEYS):
+        return
     for key in ("images", "videos", "audios"):
         for k in (key, key[:-1]):
             if k in rec:
@@ -850,7 +856,7 @@ class _FileRefused(DataError):
 
 def _kind_check(rec: Any, ctx: _Ctx, st: dict) -> bool:
     """Preference / KTO fields in a record: refuse, or honour `take`. False = skip this record."""
-    if not isinstance(rec, dict):
+    if not isinstance(rec, dict) or rec.keys().isdisjoint(_KIND_KEYS):
         return True
     pairs = [k for k in _PAIR_FIELDS if k in rec]
     if pairs:
@@ -893,6 +899,8 @@ def check_sample(sample: dict, ctx_path: str = "", line: int | None = None) -> N
                for m in msgs if m["role"] == "assistant"):
             raise DataError(ctx_path, line, "messages", "every assistant answer is empty")
     text = "".join(m["content"] for m in msgs) if len(msgs) > 1 else msgs[0]["content"]
+    if len(sample) == 1 and "<" not in text:  # no media and no placeholder: nothing to match
+        return
     for key, tok in MEDIA_TOKENS.items():
         n = len(sample.get(key) or [])
         if not n and tok not in text:
@@ -943,20 +951,24 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
     for line, rec in iter_records(path, None if strict else st):
         st["records"] += 1
         ctx.line = line
-        ctx.ignored, ctx.noted = set(), set()
+        if ctx.noted:
+            ctx.noted = set()
+        ctx.ignored.clear()
         try:
             rec = _apply_mapping(rec, mapping)
-            if not isinstance(rec, dict | list):
-                raise ctx.err(None, f"a record must be a JSON object, got {type(rec).__name__}")
-            if isinstance(rec, list) and fmt not in ("openai", "canonical", "xtuner_mm", "llamafactory_mm"):
-                raise ctx.err(None, f"a record must be a JSON object for format {fmt}, got a list")
+            if type(rec) is not dict:
+                if not isinstance(rec, dict | list):
+                    raise ctx.err(None, f"a record must be a JSON object, got {type(rec).__name__}")
+                if isinstance(rec, list) and fmt not in ("openai", "canonical", "xtuner_mm", "llamafactory_mm"):
+                    raise ctx.err(None, f"a record must be a JSON object for format {fmt}, got a list")
             if not _kind_check(rec, ctx, st):
                 continue
             sample = reader(rec, ctx)
             if sample is None:
                 st["dropped"]["alpaca <nooutput>"] = st["dropped"].get("alpaca <nooutput>", 0) + 1
                 continue
-            _ensure_image_token(sample)
+            if len(sample) > 1:
+                _ensure_image_token(sample)
             check_sample(sample, path, line)
         except _FileRefused:
             raise
@@ -968,13 +980,16 @@ def read_samples(path: str | os.PathLike, fmt: str | None = None, mapping: dict[
             reason = re.sub(r"^\S+: ", "", reason)[:60]
             st["dropped"][reason] = st["dropped"].get(reason, 0) + 1
             continue
-        for f in ctx.ignored:
-            if f not in ignored and len(ignored) >= MAX_IGNORED_FIELDS:
-                f = "(more fields)"  # keys that differ row by row (ids as keys) must not grow without bound
-            ignored[f] = ignored.get(f, 0) + 1
-        for k in ("images", "videos", "audios"):
-            if k in sample:
-                media[k] += len(sample[k])
+        if ctx.ignored:
+            for f in ctx.ignored:
+                if f not in ignored and len(ignored) >= MAX_IGNORED_FIELDS:
+                    f = "(more fields)"  # keys that differ row by row (ids as keys) must not grow without bound
+                ignored[f] = ignored.get(f, 0) + 1
+            ctx.ignored = set()
+        if len(sample) > 1:
+            for k in ("images", "videos", "audios"):
+                if k in sample:
+                    media[k] += len(sample[k])
         st["samples"] += 1
         st["line"] = line
         yield sample
