@@ -28,11 +28,21 @@ def _tokenizer(model: str):
     return AutoTokenizer.from_pretrained(model)
 
 
+def _how(path: str) -> dict:
+    """How to read the file: what a LLaMA-Factory dataset_info.json beside it says, else detection."""
+    from core.data import dataset_info_for
+
+    e = dataset_info_for(path) or {}
+    return {"fmt": e.get("fmt"), "mapping": e.get("mapping"), "speakers": e.get("speakers")}
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def _validate(path: str, mtime: float, model: str, max_length: int) -> dict:
     from core.data import validate_file
 
-    return validate_file(path, tokenizer=_tokenizer(model), max_length=max_length, max_errors=200)
+    how = _how(path)
+    return validate_file(path, how["fmt"], how["mapping"], tokenizer=_tokenizer(model), max_length=max_length,
+                         max_errors=200, speakers=how["speakers"])
 
 
 def _kinds(counts: dict) -> str:
@@ -47,7 +57,7 @@ def _preview(path: str, mtime: float, lang: str, n: int = 50) -> list[dict]:
     rows = []
     st_: dict = {}
     before: dict = {}
-    for s in read_samples(path, strict=False, stats=st_):
+    for s in read_samples(path, strict=False, stats=st_, **_how(path)):
         msgs = s["messages"]
 
         def first(role, msgs=msgs):
