@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +30,8 @@ from core.fsio import atomic_write_text
 from core.workspace import runs_dir
 
 TERMINAL = ("stopped", "finished", "failed")
+LIVE = ("queued", "running", "stopping")
+SECRET_ENV = ("STUDIO_PASSWORD",)  # never passed to a child process
 
 
 # ---------------------------------------------------------------------------- config checks
@@ -134,19 +137,28 @@ def prepare_run(config: str | os.PathLike, work_dir: str | None = None, resume: 
     cfg_path = resolve_config_path(config)
     if resume and work_dir and (Path(work_dir) / rundir.CONFIG).is_file():
         run = Path(work_dir)
+        _refuse_live(run)  # a second trainer on the same folder would overwrite the first one's checkpoints
         cfg = load_config(run / rundir.CONFIG)
         return run, cfg
     cfg = preflight(load_config(cfg_path))
     run = new_run_dir(cfg_path, work_dir or (cfg.work_dir or None))
-    if (run / rundir.STATUS).is_file() and rundir.read_status(run).get("state") in ("running", "queued", "stopping"):
-        raise StudioError(f"{run} holds a run that is still {rundir.read_status(run)['state']}",
-                          hint="stop it first, or pick another --work-dir")
+    _refuse_live(run)
     run.mkdir(parents=True, exist_ok=True)
     cfg.work_dir = str(run.resolve())
     save_config(cfg, run / rundir.CONFIG, header=f"Frozen config of run {run.name}; source: {cfg_path}")
     atomic_write_text(run / rundir.COMMAND, train_command(run, str(cfg_path), resume, deepspeed) + "\n")
     rundir.write_status(run, state="queued", run_id=run.name, created_at=time.time(), config_source=str(cfg_path))
     return run, cfg
+
+
+def _refuse_live(run: Path) -> None:
+    if not (run / rundir.STATUS).is_file():
+        return
+    status = run_state(run)
+    if status.get("state") in LIVE:
+        where = f" on {status['host']}" if status.get("host") not in (None, socket.gethostname()) else ""
+        raise StudioError(f"{run} holds a run that is still {status['state']}{where}",
+                          hint=f"stop it first (python -m studio stop {run}), or pick another --work-dir")
 
 
 def _entry_argv(run: Path, resume: str | None, deepspeed: str | None) -> list[str]:
@@ -165,7 +177,8 @@ def _project_root() -> str:
 
 
 def _env() -> dict:
-    env = dict(os.environ)
+    # the UI's password stays with the UI: a trainer (and whatever it starts) has no use for it
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     env["PYTHONPATH"] = _project_root() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -201,39 +214,87 @@ def start_run(config: str | os.PathLike, work_dir: str | None = None, resume: st
     _lower_priority(proc.pid)
     # reap our own child when it ends, so a finished run never lingers as a zombie of the UI server
     threading.Thread(target=proc.wait, daemon=True).start()
-    rundir.write_status(run, pid=proc.pid, pgid=proc.pid, launched_at=time.time())
+    rundir.write_status(run, pid=proc.pid, pgid=proc.pid, launched_at=time.time(), host=socket.gethostname(),
+                        **rundir.process_identity(proc.pid))
     return run
 
 
 def run_foreground(config: str | os.PathLike, work_dir: str | None = None, resume: str | None = None,
                    deepspeed: str | None = None) -> int:
-    """Train attached to this terminal, the log both shown (stderr) and written to train.log."""
+    """Train attached to this terminal: train.log shown on stderr as the trainer writes it."""
     run, _ = prepare_run(config, work_dir, resume, deepspeed)
     print(f"run dir: {run}", file=sys.stderr, flush=True)
-    attach(run, resume, deepspeed)
+    status = attach(run, resume, deepspeed)
+    print(f"run {run.name}: {status.get('state')}", file=sys.stderr, flush=True)
     return 0
 
 
 def attach(run: Path, resume: str | None = None, deepspeed: str | None = None) -> dict:
-    """Run the trainer for a prepared run dir as a child, teeing its output; returns the final status."""
+    """Run the trainer for a prepared run dir and follow its log; returns the final status.
+
+    The trainer writes train.log itself and has its own session, as a detached run does: this process
+    dying (a closed terminal, `kill`) never cuts it off mid-save. SIGINT (Ctrl-C) and SIGTERM here are
+    a stop, as `studio stop` asks it: the trainer saves a checkpoint, then exits, and this returns.
+    """
     (run / rundir.STOP_REQUEST).unlink(missing_ok=True)
-    with open(run / rundir.LOG, "ab") as log:
-        proc = subprocess.Popen(_entry_argv(run, resume, deepspeed), env=_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
+    log_path = run / rundir.LOG
+    with open(log_path, "ab") as log:
+        start = log.tell()
+        proc = subprocess.Popen(_entry_argv(run, resume, deepspeed), env=_env(), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    rundir.write_status(run, pid=proc.pid, pgid=proc.pid, launched_at=time.time(), host=socket.gethostname(),
+                        **rundir.process_identity(proc.pid))
+    asked = []
+
+    def on_signal(signum, frame) -> None:
+        if not asked:
+            print("\nstopping: saving a checkpoint, then exiting", file=sys.stderr, flush=True)
+            atomic_write_text(run / rundir.STOP_REQUEST, str(time.time()))
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        else:
+            print(f"still saving; to abandon the checkpoint: kill -9 {proc.pid}", file=sys.stderr, flush=True)
+        asked.append(signum)
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            for chunk in iter(lambda: proc.stdout.read1(4096), b""):
-                log.write(chunk)
-                log.flush()
-                sys.stderr.buffer.write(chunk)
-                sys.stderr.flush()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGTERM)
-        code = proc.wait()
+            old[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread: the caller keeps its own handling
+            pass
+    try:
+        code = _follow(log_path, start, proc)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        (run / rundir.STOP_REQUEST).unlink(missing_ok=True)
     status = rundir.read_status(run)
     if code != 0:
         raise StudioError(f"run {run.name} failed: {status.get('error') or f'exit code {code}'}", hint=status.get("hint"))
     return status
+
+
+def _follow(log_path: Path, offset: int, proc: subprocess.Popen) -> int:
+    """Copy what the trainer appends to its log onto stderr until it exits; its exit code."""
+    echo = True
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        while True:
+            code = proc.poll()
+            chunk = f.read(1 << 16)
+            if chunk and echo:
+                try:
+                    if hasattr(sys.stderr, "buffer"):
+                        sys.stderr.buffer.write(chunk)
+                    else:  # a captured stderr (tests, notebooks) takes text
+                        sys.stderr.write(chunk.decode("utf-8", "replace"))
+                    sys.stderr.flush()
+                except (OSError, ValueError):  # the terminal is gone: keep waiting, quietly
+                    echo = False
+            elif not chunk and code is not None:
+                return code
+            elif not chunk:
+                time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------- watch / stop
@@ -277,12 +338,28 @@ def group_alive(pgid: int | None) -> bool:
     return False
 
 
+def _here(status: dict) -> bool:
+    """Was this run started on this machine? (a shared workspace may hold runs of several)"""
+    return status.get("host") in (None, socket.gethostname())
+
+
+def trainer_alive(status: dict) -> bool:
+    """Is the process status.json names still the trainer it started? (False for a reused pid)"""
+    pid = status.get("pid")
+    if not pid or not pid_alive(pid):
+        return False
+    return rundir.is_trainer(pid, status) if Path("/proc").is_dir() else True
+
+
 def run_state(run: Path) -> dict:
-    """status.json, with a run whose process died without a word reported as failed."""
+    """status.json, with a run whose process died without a word reported as failed.
+
+    An unreadable status.json comes back as state "unreadable" with the reason, never as an exception.
+    """
     status = rundir.read_status(run)
     status.setdefault("run_id", run.name)
     state = status.get("state")
-    if state in ("running", "stopping", "queued") and status.get("pid") and not pid_alive(status.get("pid")):
+    if state in LIVE and status.get("pid") and _here(status) and not trainer_alive(status):
         status["state"] = "failed"
         status["error"] = status.get("error") or "the training process ended without a word (killed, or the machine restarted)"
         status["hint"] = "resume it: python -m studio train " + str(run / rundir.CONFIG) + f" --work-dir {run} --resume"
@@ -293,10 +370,28 @@ def run_state(run: Path) -> dict:
 
 
 def list_runs() -> list[dict]:
-    root = runs_dir()
-    runs = [p for p in root.iterdir() if (p / rundir.STATUS).is_file()]
-    runs.sort(key=lambda p: (p / rundir.STATUS).stat().st_mtime, reverse=True)
-    return [run_state(p) for p in runs]
+    """Every run under workspace/runs, newest first; a broken one is listed as "unreadable", a vanishing one left out."""
+    found = []
+    try:
+        entries = list(runs_dir().iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        try:
+            found.append((p.joinpath(rundir.STATUS).stat().st_mtime, p))
+        except OSError:  # no status.json (not a run), or the run is being deleted right now
+            continue
+    found.sort(key=lambda x: x[0], reverse=True)
+    out = []
+    for _, p in found:
+        status = run_state(p)
+        if status.get("state") is None and not p.exists():  # deleted between the listing and the read
+            continue
+        if status.get("state") is None:
+            status.update(rundir.unreadable(p, f"{p / rundir.STATUS}: no state"))
+            status["run_dir"] = str(p)
+        out.append(status)
+    return out
 
 
 def find_run(run_id: str) -> Path:
@@ -309,29 +404,72 @@ def find_run(run_id: str) -> Path:
     raise StudioError(f"no run named {run_id}", hint="see: python -m studio runs")
 
 
+def _signal_target(run: Path, status: dict) -> tuple[str, int] | None:
+    """("group", pgid) or ("pid", pid) that may be signalled to stop this run, or None when nothing may.
+
+    Only the trainer this run started, on this machine: never a group <= 1, never our own group, never
+    a pid that now belongs to another process.
+    """
+    pid, pgid = status.get("pid"), status.get("pgid")
+    if not _here(status) or not isinstance(pid, int) or pid <= 1 or not trainer_alive(status):
+        return None
+    try:
+        real_group = os.getpgid(pid)
+    except OSError:
+        return None
+    if isinstance(pgid, int) and pgid > 1 and pgid == real_group and pgid != os.getpgid(0):
+        return "group", pgid
+    return "pid", pid
+
+
+def _send(target: tuple[str, int] | None, sig: int) -> None:
+    if target is None:
+        return
+    kind, n = target
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        (os.killpg if kind == "group" else os.kill)(n, sig)
+
+
 def stop_run(run_id: str, timeout: float = 60.0) -> str:
-    """Ask the run to checkpoint and exit; kill its whole process group after `timeout` seconds."""
+    """Ask the run to checkpoint and exit; kill its trainer (its whole process group) after `timeout` seconds.
+
+    Signals go only to the trainer this run started on this machine (`_signal_target`); a run of
+    another host is asked through stop.request alone (a shared workspace carries it there).
+    """
     run = find_run(run_id)
     status = run_state(run)
     if status["state"] in TERMINAL:
         return status["state"]
+    if status["state"] == rundir.UNREADABLE:
+        raise StudioError(f"cannot stop {run.name}: {status['error']}", hint=status.get("hint"))
     # The stop request file is seen by every rank at the same step end (the ranks agree through an
     # all-reduce), so a several-GPU run checkpoints and exits together. Signals come only after that.
     atomic_write_text(run / rundir.STOP_REQUEST, str(time.time()))
-    pgid = status.get("pgid") or status.get("pid")
+    target = _signal_target(run, status)
+    remote = not _here(status)
+
+    def alive() -> bool:
+        if remote:
+            return rundir.read_status(run).get("state") in LIVE
+        if target and target[0] == "group":
+            return group_alive(target[1])
+        return trainer_alive(status)
+
     t0 = time.time()
     signalled = False
     while time.time() - t0 < timeout:
-        if not (group_alive(pgid) if pgid else pid_alive(status.get("pid"))):
+        if not alive():
             break
-        if not signalled and time.time() - t0 > timeout / 2 and pgid:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGTERM)
+        if not signalled and time.time() - t0 > timeout / 2:
+            _send(target, signal.SIGTERM)
             signalled = True
         time.sleep(0.3)
     else:
-        with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
-            os.killpg(pgid, signal.SIGKILL)
+        if remote:
+            raise StudioError(f"run {run.name} runs on {status.get('host')}, not on this machine, and did not stop "
+                              f"within {timeout:.0f} s", hint=f"stop it on {status.get('host')}: python -m studio "
+                              f"stop {run.name} (stop.request stays, so it stops at its next step)")
+        _send(target, signal.SIGKILL)
         rundir.write_status(run, state="stopped", error="did not stop in time; killed", ended_at=time.time())
     final = rundir.read_status(run).get("state")
     if final not in TERMINAL:
