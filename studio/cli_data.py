@@ -95,7 +95,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
         to = family_format(fmt or detect_format(args.input, mapping))
     wst: dict = {}
-    n = write_samples(samples, args.out, to=to, overwrite=True, stats=wst)
+    fresh = not media_dir.exists()
+    try:
+        n = write_samples(samples, args.out, to=to, overwrite=True, stats=wst)
+    except BaseException:
+        if fresh and media_dir.is_dir():  # media this failed run extracted, and only those
+            import shutil
+
+            shutil.rmtree(media_dir, ignore_errors=True)
+        raise
     st["not_written"] = wst.get("not_written", {})
     media = ", ".join(f"{v} {k}" for k, v in st["media"].items() if v)
     _err(f"{args.input}: format {st['format']}, {st['records']} records -> {n} samples written to {args.out} "

@@ -406,3 +406,28 @@ def test_refdata_glaive_tool_calls_written_back_to_sharegpt(tmp_path):
             else:
                 assert ta["value"] == tb["value"]
         assert json.loads(a["tools"] or "[]") == json.loads(b.get("tools") or "[]")
+
+
+def test_cli_parquet_image_bytes_extracted_beside_the_output(tmp_path, capsys):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (3, 3), "red").save(buf, "PNG")
+    msgs = [{"role": "user", "content": "<image>what colour?"}, {"role": "assistant", "content": "red"}]
+    pq.write_table(pa.Table.from_pylist([{"messages": msgs, "images": [{"bytes": buf.getvalue(), "path": "r.png"}]}]),
+                   tmp_path / "mm.parquet")
+    out = tmp_path / "o" / "out.jsonl"
+    out.parent.mkdir()
+    assert main(["data", "convert", str(tmp_path / "mm.parquet"), "-o", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["images"][0].startswith("out_media/") and (out.parent / rec["images"][0]).read_bytes() == buf.getvalue()
+    # a run that fails leaves no media folder behind
+    bad = [{"messages": msgs, "images": [{"bytes": buf.getvalue(), "path": "r.png"}]},
+           {"messages": [{"role": "user", "content": "q"}], "images": [{"bytes": buf.getvalue(), "path": "r.png"}]}]
+    pq.write_table(pa.Table.from_pylist(bad), tmp_path / "bad.parquet")
+    assert main(["data", "convert", str(tmp_path / "bad.parquet"), "-o", str(tmp_path / "o" / "b.jsonl")]) == 1
+    assert not (tmp_path / "o" / "b_media").exists() and not (tmp_path / "o" / "b.jsonl").exists()
