@@ -257,9 +257,11 @@ class _Ctx:
         return DataError(self.path, self.line, field, msg, hint)
 
     def rest(self, d: dict, known: Iterable[str], prefix: str = "") -> None:
-        """Note every key of `d` not in `known` as ignored (reported with row counts)."""
-        for k in d:
-            if k not in known and not (not prefix and k in self.noted):
+        """Note every key of `d` not in `known` as ignored (reported with row counts). A null or empty
+        value carries nothing, so it is not reported (API exports are full of "refusal": null)."""
+        for k, v in d.items():
+            if k not in known and not (not prefix and k in self.noted) and v is not None and v != "" \
+                    and v != [] and v != {}:
                 self.ignored.add(f"{prefix}{k}")
 
     def media(self, p: Any, field: str, kind: str = "image") -> str:
@@ -296,9 +298,6 @@ class _Ctx:
             return os.path.normpath(p if os.path.isabs(p) else self.base / p)
         return found
 
-    def image(self, p: Any, field: str) -> str:
-        return self.media(p, field, "image")
-
 
 def _text(v: Any, ctx: _Ctx, field: str, allow_empty: bool = True) -> str:
     if v is None and allow_empty:
@@ -320,10 +319,6 @@ def _media_list(v: Any, ctx: _Ctx, field: str, kind: str) -> list[str]:
                           "give one video file per <video>")
         out.append(ctx.media(p, f"{field}[{k}]", kind))
     return out
-
-
-def _images_list(v: Any, ctx: _Ctx, field: str = "images") -> list[str]:
-    return _media_list(v, ctx, field, "image")
 
 
 def _tools(v: Any, ctx: _Ctx, field: str = "tools") -> list:
@@ -492,12 +487,12 @@ def _message(m: dict, ctx: _Ctx, f: str, media: dict[str, list], role_key: str =
         # sharegpt function_call / ms-swift tool_call / our legacy files: the content is the call JSON
         msg["tool_calls"] = _calls(msg.pop("content"), ctx, f"{f}.{content_key}")
         msg["content"] = ""
-    if m.get("tool_calls") is not None:
+    if m.get("tool_calls"):
         if role != "assistant":
             raise ctx.err(f"{f}.tool_calls", f"only assistant turns make tool calls, this is {role}")
         msg["tool_calls"] = msg.get("tool_calls", []) + _calls(m["tool_calls"], ctx, f"{f}.tool_calls")
         known.add("tool_calls")
-    if m.get("function_call") is not None and role == "assistant":  # OpenAI's older single call
+    if m.get("function_call") and role == "assistant":  # OpenAI's older single call
         msg["tool_calls"] = msg.get("tool_calls", []) + [_call(m["function_call"], ctx, f"{f}.function_call")]
         known.add("function_call")
     for key in ("reasoning_content", "reasoning", "thinking"):

@@ -316,3 +316,14 @@ def test_unused_field_names_stay_bounded(tmp_path):
     st = {}
     assert len(list(read_samples(p, stats=st))) == len(rows)
     assert len(st["ignored"]) == MAX_IGNORED_FIELDS + 1 and st["ignored"]["(more fields)"] == 50
+
+
+def test_api_export_nulls_are_not_noise_but_values_are_reported(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "q", "tool_calls": []},
+                        {"role": "assistant", "content": "a", "refusal": None, "annotations": [], "audio": None,
+                         "function_call": None, "tool_calls": None, "mood": "glad"}], "metadata": {}}
+    p = _w(tmp_path, "api.jsonl", json.dumps(rec) + "\n")
+    st = {}
+    s = next(read_samples(p, stats=st))
+    assert s["messages"] == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    assert st["ignored"] == {"messages[].mood": 1}
