@@ -658,6 +658,9 @@ def _answer(out: Any, ctx: _Ctx, field: str) -> str:
 
 def _from_alpaca(rec: dict, ctx: _Ctx) -> dict | None:
     instr = _text(rec.get("instruction"), ctx, "instruction")
+    if "output" not in rec and "response" in rec:  # Dolly's names: instruction / context / response
+        rec = {("output" if k == "response" else "input" if k == "context" and "input" not in rec else k): v
+               for k, v in rec.items()}
     inp = _text(rec.get("input"), ctx, "input")
     known = {"instruction", "input", "output", "system", "history"}
     if "output" not in rec and "chosen" in rec:  # LLaMA-Factory ranking columns

@@ -327,3 +327,13 @@ def test_api_export_nulls_are_not_noise_but_values_are_reported(tmp_path):
     s = next(read_samples(p, stats=st))
     assert s["messages"] == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     assert st["ignored"] == {"messages[].mood": 1}
+
+
+def test_dolly_names_read_as_alpaca(tmp_path):
+    rec = {"instruction": "Who wrote it?", "context": "Hamlet is a play.", "response": "Shakespeare.",
+           "category": "closed_qa"}
+    p = _w(tmp_path, "dolly.jsonl", json.dumps(rec) + "\n")
+    st = {}
+    s = next(read_samples(p, stats=st))
+    assert [m["content"] for m in s["messages"]] == ["Who wrote it?\nHamlet is a play.", "Shakespeare."]
+    assert st["format"] == "alpaca" and st["ignored"] == {"category": 1}
