@@ -45,7 +45,8 @@ FORMATS: dict[str, str] = {
     "canonical": "alias of openai",
     "xtuner": '{"conversation": [{"system", "input", "output"}, ...]} (input "" = pretrain); also '
               '{"system", "conversation": [{"human", "assistant"}]} (ms-swift, Firefly)',
-    "alpaca": '{"instruction", "input", "output", "system"?, "history"?}; "<nooutput>" rows are dropped',
+    "alpaca": '{"instruction", "input", "output", "system"?, "history"?} (Dolly\'s context/response too); '
+              '"<nooutput>" rows are dropped',
     "swift": '{"query", "response", "history"?: [[q, a], ...], "system"?} (ms-swift)',
     "sharegpt": '{"conversations": [{"from": human|gpt|system|function_call|observation, "value"}], "tools"?}',
     "llava": '{"image", "conversations": [{"from": human|gpt, "value"}]} with <image> in the text',
