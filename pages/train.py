@@ -21,7 +21,8 @@ lang = page_setup()
 st.title(t("train.title"))
 st.caption(t("train.intro"))
 
-STATE_ICON = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏹️", "finished": "✅", "failed": "❌"}
+STATE_ICON = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏹️", "finished": "✅", "failed": "❌",
+              "unreadable": "⚠️"}
 
 
 def _select(run_id: str) -> None:
@@ -82,7 +83,10 @@ if c2.button(t("train.resume"), key="resume_run", disabled=not can_resume,
         st.toast(t("train.resumed"))
     except StudioError as e:
         show_error(e)
-command = (run_dir / rundir.COMMAND).read_text(encoding="utf-8").strip() if (run_dir / rundir.COMMAND).is_file() else ""
+try:
+    command = (run_dir / rundir.COMMAND).read_text(encoding="utf-8", errors="replace").strip()
+except OSError:  # none, or the run is being deleted
+    command = ""
 c3.code(command or "-", language="bash")
 
 

@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:  # `streamlit run studio/app.py` puts studio/, not
 
 import streamlit as st  # noqa: E402
 
+from studio.ui.auth import require_password  # noqa: E402
 from studio.ui.common import current_lang  # noqa: E402
 from studio.ui.i18n import t  # noqa: E402
 from studio.ui.warm import ensure as warm_up  # noqa: E402
@@ -30,6 +31,7 @@ st.set_page_config(page_title="Fine-Tune Studio", page_icon="🛠️", layout="w
 current_lang()
 nav = st.navigation([st.Page(ROOT / "pages" / f"{name}.py", title=t(f"nav.{name}"), icon=icon, url_path=name,
                              default=default) for name, icon, default in PAGES])
+require_password()  # before anything else runs or loads: the pages ask again, this covers the warm-up
 warm_up()  # the first load imports what every page needs, so no page's first visit pays for it
 with timed(nav.url_path or "home"):
     nav.run()

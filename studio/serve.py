@@ -1,8 +1,14 @@
 """Start the Streamlit studio: `python -m studio ui [--host 127.0.0.1] [--port 8501]` (or `make studio`).
 
 Listens on 127.0.0.1 by default and prints the `ssh -CNg -L` line that opens it from a laptop. Any
-other address needs STUDIO_PASSWORD (every page then asks for it). Streamlit's XSRF protection stays
-on. Training runs are separate processes (core.jobs), so stopping this server never stops a run.
+other address needs STUDIO_PASSWORD, at least 10 characters (every page then asks for it). The server
+serves only its own origin: `server.allowedHosts` lists the names that reach it (localhost, 127.0.0.1,
+::1, the bound address; for a wide bind this machine's names and addresses; more in
+STUDIO_ALLOWED_HOSTS, comma-separated, e.g. a proxy's name), so a web page that DNS-rebinds its name to
+127.0.0.1 gets no websocket; cross-origin access stays refused (server.enableCORS=true) and XSRF on.
+Uploads are capped at MAX_UPLOAD_MB and refused before login (studio/ui/auth.py); the Streamlit process
+is started through this module (`python -m studio.serve run APP ...`) to install those guards first.
+Training runs are separate processes (core.jobs), so stopping this server never stops a run.
 """
 
 from __future__ import annotations
@@ -40,21 +46,74 @@ def ssh_hint(port: int) -> str:
     return f"ssh -CNg -L {port}:127.0.0.1:{port} {user}@{socket.gethostname()} -p {ssh_port()}"
 
 
+MIN_PASSWORD = 10
+# a data file or an image; a bigger corpus is given by its path on this box. Streamlit keeps uploads in
+# memory for the session's life, so this bounds what one signed-in client can hold there per file.
+MAX_UPLOAD_MB = 256
+WIDE = ("0.0.0.0", "::", "")
+
+
+def _interface_addresses() -> list[str]:
+    """This machine's own IPv4 and IPv6 addresses, read from the kernel (no DNS, no network)."""
+    found: list[str] = []
+    try:
+        import fcntl
+        import struct
+
+        for _, name in socket.if_nameindex():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:  # SIOCGIFADDR: the interface's IPv4 address
+                    packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+                except OSError:
+                    continue
+                found.append(socket.inet_ntoa(packed[20:24]))
+    except (ImportError, OSError):
+        pass
+    try:
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            raw = line.split()[0]
+            found.append(str(ipaddress.ip_address(int(raw, 16))))
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host names a browser may use to reach this server (Streamlit refuses a websocket for any other)."""
+    names = ["localhost", "127.0.0.1", "::1"]
+    if host not in WIDE:
+        names.append(host)
+    elif not is_loopback(host):
+        names += [socket.gethostname(), socket.getfqdn(), *_interface_addresses()]
+    names += [n.strip() for n in os.environ.get("STUDIO_ALLOWED_HOSTS", "").split(",")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
 def streamlit_argv(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(APP),
+    hosts = [a for name in allowed_hosts(host) for a in ("--server.allowedHosts", name)]
+    return [sys.executable, "-m", "studio.serve", "run", str(APP),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.enableXsrfProtection", "true",
-            "--server.fileWatcherType", "none", "--server.maxUploadSize", "2048",
-            "--client.toolbarMode", "minimal"]  # no "Deploy" button: this studio runs on your own box
+            "--server.enableCORS", "true",  # CORS protection on: no cross-origin reads or websockets
+            "--server.fileWatcherType", "none", "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+            "--client.toolbarMode", "minimal",  # no "Deploy" button: this studio runs on your own box
+            *hosts]
 
 
 def check_host(host: str) -> str | None:
     """Why `host` may not be used now, or None when it may."""
-    if is_loopback(host) or os.environ.get("STUDIO_PASSWORD"):
+    if is_loopback(host):
         return None
-    return (f"refusing to listen on {host} without a password: anyone who can reach this machine could "
-            f"train, read your data and publish. Set STUDIO_PASSWORD=... and start again, or keep the "
-            f"default 127.0.0.1 and open it through SSH: {ssh_hint(8501)}")
+    password = os.environ.get("STUDIO_PASSWORD", "")
+    if not password:
+        return (f"refusing to listen on {host} without a password: anyone who can reach this machine could "
+                f"train, read your data and publish. Set STUDIO_PASSWORD=... ({MIN_PASSWORD}+ characters) and "
+                f"start again, or keep the default 127.0.0.1 and open it through SSH: {ssh_hint(8501)}")
+    if len(password) < MIN_PASSWORD:
+        return (f"refusing to listen on {host}: STUDIO_PASSWORD has {len(password)} characters, it needs at least "
+                f"{MIN_PASSWORD} for a server others can reach. Choose a longer one (e.g. four random words), or "
+                f"keep the default 127.0.0.1 and open it through SSH: {ssh_hint(8501)}")
+    return None
 
 
 def serve(host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> int:
@@ -93,3 +152,20 @@ def serve(host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> i
 
 def _sigterm_to_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def streamlit_main() -> None:
+    """The Streamlit server process (`python -m studio.serve run APP ...`): the password taken out of the
+    environment and the login guards installed, then Streamlit's own command line."""
+    sys.path.insert(0, str(ROOT))
+    from streamlit.web.cli import main
+
+    from studio.ui import auth
+
+    auth.take_password_from_env()
+    auth.install_server_guards()
+    main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    streamlit_main()

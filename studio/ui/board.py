@@ -105,15 +105,18 @@ class JsonlTail:
             self._clear()
         if st is None or st.st_size == self._offset:
             return
-        with open(self.path, "rb") as f:
-            f.seek(self._offset)
-            chunk = f.read(st.st_size - self._offset)
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read(st.st_size - self._offset)
+        except OSError:  # the run is being deleted while we look
+            return
         end = chunk.rfind(b"\n") + 1
         for line in chunk[:end].splitlines():
             if line.strip():
                 try:
                     self._add(json.loads(line))
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                except (ValueError, RecursionError):  # not JSON, not UTF-8, nested without end: not a row
                     continue
         self._offset += end
 

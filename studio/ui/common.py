@@ -41,8 +41,9 @@ def page_setup() -> str:
     """Language switch and password gate; returns the language ("en" or "zh")."""
     from studio.ui.auth import require_password
 
-    lang = language_switch()
+    current_lang()  # the sign-in page speaks the chosen language; nothing is written before sign-in
     require_password()
+    lang = language_switch()
     st.sidebar.caption(t("common.workspace", path=str(state.path().parent)))
     return lang
 

@@ -117,7 +117,7 @@ def test_wide_bind_without_password_refuses_to_start(tmp_path):
 
 def test_wide_bind_with_password_starts_and_keeps_xsrf_on(tmp_path):
     port = free_port()
-    proc = start_ui(tmp_path, port, "--host", "0.0.0.0", env={"STUDIO_PASSWORD": "correct horse"})
+    proc = start_ui(tmp_path, port, "--host", "0.0.0.0", env={"STUDIO_PASSWORD": "correct horse battery"})
     try:
         assert listening(port) & {"0.0.0.0", "::"}
         req = urllib.request.Request(f"http://127.0.0.1:{port}/_stcore/upload_file/session/file", method="PUT",
@@ -130,6 +130,49 @@ def test_wide_bind_with_password_starts_and_keeps_xsrf_on(tmp_path):
     finally:
         stop_ui(proc)
     assert not list(tmp_path.rglob("a")), "nothing was written"
+
+
+# ---------------------------------------------------------------------------- its own origin only
+
+def ws_handshake(port: int, host: str, origin: str | None) -> int:
+    """The HTTP status a websocket upgrade to the studio gets with these Host and Origin headers (101: open)."""
+    import base64
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = ["GET /_stcore/stream HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: streamlit"]
+    if origin:
+        lines.append(f"Origin: {origin}")
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = s.recv(4096)
+    return int(head.split()[1])
+
+
+def test_a_rebound_host_or_a_foreign_origin_gets_no_websocket(tmp_path):
+    """DNS rebinding: a page on evil.example re-points its name at 127.0.0.1; the browser then sends
+    Host and Origin evil.example, same-origin to Streamlit unless server.allowedHosts says otherwise."""
+    port = free_port()
+    proc = start_ui(tmp_path, port)
+    try:
+        assert ws_handshake(port, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}") == 101
+        assert ws_handshake(port, f"localhost:{port}", f"http://localhost:{port}") == 101
+        assert ws_handshake(port, f"evil.example:{port}", f"http://evil.example:{port}") != 101
+        assert ws_handshake(port, f"evil.example:{port}", None) != 101
+        assert ws_handshake(port, f"127.0.0.1:{port}", "http://evil.example") != 101  # cross-origin
+    finally:
+        stop_ui(proc)
+
+
+def test_a_short_password_refuses_a_wide_bind(tmp_path):
+    port = free_port()
+    proc = start_ui(tmp_path, port, "--host", "0.0.0.0", env={"STUDIO_PASSWORD": "a"}, wait=False)
+    try:
+        assert proc.wait(timeout=60) == 2
+        assert "at least 10" in proc.stderr.read().decode()
+        assert not listening(port)
+    finally:
+        stop_ui(proc)
 
 
 # ---------------------------------------------------------------------------- the password gate
@@ -152,6 +195,7 @@ def test_repeated_wrong_passwords_get_slower(monkeypatch, tmp_path):
     monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
     monkeypatch.setenv("STUDIO_PASSWORD", "correct horse")
     monkeypatch.setitem(auth._failures, "n", 0)
+    monkeypatch.setitem(auth._next_slot, "t", 0.0)
     at = AppTest.from_file(str(REPO / "pages" / "home.py"), default_timeout=60).run()
     took = []
     for guess in ("a", "b", "c"):
