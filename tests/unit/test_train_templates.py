@@ -320,3 +320,15 @@ def test_a_template_that_names_tools_but_drops_them_gets_them_as_text(tiny_token
     spans, ctx = _spans(tok, encode_sample(tok, WEATHER, 4096))
     assert spans[0] == '{"name": "get_weather", "arguments": {"city": "Paris"}}<|im_end|>\n'
     assert "# Tools" in ctx and "Weather of a city" in ctx
+
+
+def test_the_same_through_the_data_reader(tiny_tokenizer):
+    """The studio's reader keeps calls, tools and reasoning (canonical form): training renders them identically."""
+    from core.data import read_samples
+
+    tok = _tok(tiny_tokenizer, "qwen3.jinja")
+    rows = _xtuner_rows()
+    read = list(read_samples(FIX / "xtuner_qwen35_tokenize_data.jsonl"))
+    assert len(read) == len(rows)
+    for got, row in zip(read, rows.values(), strict=True):
+        assert encode_sample(tok, got, 8192) == encode_sample(tok, row, 8192), row["id"]
