@@ -40,6 +40,7 @@ S: dict[str, tuple[str, str]] = {
     "state.stopped": ("stopped", "已停止"),
     "state.finished": ("finished", "已完成"),
     "state.failed": ("failed", "失败"),
+    "state.unreadable": ("unreadable", "无法读取"),
     # ---- home
     "home.title": ("Fine-Tune Studio", "Fine-Tune Studio 微调工作室"),
     "home.intro": ("Base model → data → config → train → compare → merge → publish. The built-in tiny model is "
