@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -620,7 +621,8 @@ def run(run_dir: str | os.PathLike, resume: str | None = None, deepspeed: str | 
         return 0
     if is_main:
         rundir.write_status(run_dir, state="running", pid=pid, pgid=os.getpgid(0), waiting_for=None,
-                            started_at=time.time(), error=None, hint=None, exit_code=None, loss_nonfinite_step=None)
+                            started_at=time.time(), error=None, hint=None, exit_code=None, loss_nonfinite_step=None,
+                            host=socket.gethostname(), **rundir.process_identity(pid))  # what `stop` checks
     try:
         cfg = load_config(run_dir / rundir.CONFIG)
         state = train(cfg, run_dir, resume=resume, deepspeed=deepspeed, stop_flag=stop_flag)
@@ -650,7 +652,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deepspeed", default=None)
     a = p.parse_args(argv)
     use_expandable_segments()
+    own_log(Path(a.run_dir))
     return run(a.run_dir, resume=a.resume, deepspeed=a.deepspeed)
+
+
+def own_log(run_dir: Path) -> None:
+    """stdout and stderr go to the run's train.log, opened here: the log never depends on a parent
+    process (a foreground CLI that is killed) staying alive to copy it."""
+    fd = os.open(run_dir / rundir.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def use_expandable_segments() -> None:
