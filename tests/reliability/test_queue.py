@@ -55,6 +55,32 @@ def test_a_sigkilled_holder_frees_the_device(tmp_path):
         p.wait()
 
 
+def test_a_dead_holder_whose_child_keeps_the_flock_does_not_block_the_queue(tmp_path):
+    """The trainer died, a process it forked (a data-loader worker, say) lives on holding the flock: the
+    next run must still start (the lock names the trainer's pid and start time; a waiter breaks it)."""
+    code = ("import os, sys, time; from core import queue; f = queue.acquire(sys.argv[1]); "
+            "pid = os.fork()\n"
+            "if pid == 0:\n    time.sleep(600); os._exit(0)\n"
+            "print(pid, flush=True); time.sleep(600)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "holder-run")], cwd=REPO,
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = int(p.stdout.readline())
+    try:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert queue.is_held(), "the forked child still holds the flock"
+        t0 = time.time()
+        got = queue.acquire(tmp_path / "me", should_stop=lambda: time.time() - t0 > 15, poll_s=0.05)
+        assert got is not None, "a leftover child of a dead holder blocked the queue"
+        assert time.time() - t0 < 5 and queue.holder()["run_id"] == "me" and queue.is_held()
+        # a live holder is never broken: a third waiter still waits
+        t1 = time.time()
+        assert queue.acquire(tmp_path / "third", should_stop=lambda: time.time() - t1 > 1.0, poll_s=0.05) is None
+        queue.release(got)
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_queue_off_never_waits(tmp_path, monkeypatch):
     p = _holder_process(tmp_path / "holder-run")
     try:
