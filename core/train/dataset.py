@@ -339,8 +339,8 @@ def refuse_unusable_media(samples: Iterable[dict], source: str, usable: tuple[st
     if bad:
         what = ", ".join(f"{count} sample(s) with {kind}" for kind, count in bad.items())
         if set(bad) <= {"images"}:
-            hint = ("train an image-text model (model_type: llava, the llava recipes), "
-                    "or convert without the images")
+            hint = ("train an image-text model (model_type: llava, a llava recipe), "
+                    f"or remove the images from {os.path.basename(source)}")
         else:
             hint = ("the studio trains no video or audio model: remove those samples (or their media) "
                     f"from {os.path.basename(source)}, e.g. keep the text-only rows")
