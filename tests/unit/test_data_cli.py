@@ -89,3 +89,19 @@ def test_help_lists_actions(capsys):
     out = capsys.readouterr().out
     for verb in ("identity", "convert", "validate", "replace", "repeat", "llava"):
         assert verb in out
+
+
+def test_identity_and_llava_refuse_an_existing_output_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "id.jsonl"
+    args = ["data", "identity", "--name", "N", "--lang", "en", "-o", str(out)]
+    assert main(args) == 0
+    before = out.read_bytes()
+    assert main(args) == 1 and "--overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*args, "--name", "M", "--overwrite"]) == 0 and out.read_bytes() != before
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (4, 4)).save(imgs / "a.png")
+    qa = tmp_path / "qa.txt"
+    qa.write_text("Q: what?\nA: a square\n", encoding="utf-8")
+    assert main(["data", "llava", "--images", str(imgs), "--qa", str(qa), "-o", str(qa), "--overwrite"]) == 1
+    assert "the output is the input file" in capsys.readouterr().err and qa.read_text().startswith("Q:")
