@@ -127,3 +127,27 @@ def test_video_data_refused_when_loading(ws, tiny_model, tiny_tokenizer):
         load_data(_cfg(tiny_model, path), tiny_tokenizer, ws)
     assert "1 sample(s) with videos" in str(err.value) and str(path) in str(err.value)
     assert not list((ws / "cache").rglob("*.npz"))  # nothing cached for a refused data set
+
+
+def test_tool_calls_reach_the_trained_tokens(ws, tiny_model, tiny_tokenizer):
+    """Reader -> load_data -> cache -> rows: the call is learned, the result is not, the tools are in the prompt."""
+    from core.train.dataset import IGNORE
+
+    path = ws / "data" / "tools.jsonl"
+    path.parent.mkdir(parents=True)
+    row = {"messages": [{"role": "user", "content": "Weather in Paris?"},
+                        {"role": "assistant", "content": "", "tool_calls": [
+                            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                        {"role": "tool", "content": "sunny and mild"},
+                        {"role": "assistant", "content": "Sunny in Paris."}],
+           "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    for _ in range(2):  # built, then from the cache: the same rows
+        dataset, _ = load_data(_cfg(tiny_model, path, max_length=1024), tiny_tokenizer, ws)
+        (sample,) = dataset[0]
+        learned = tiny_tokenizer.decode([t for t, lab in zip(sample["input_ids"], sample["labels"], strict=True)
+                                         if lab != IGNORE])
+        prompt = tiny_tokenizer.decode([t for t, lab in zip(sample["input_ids"], sample["labels"], strict=True)
+                                        if lab == IGNORE])
+        assert '{"name": "get_weather", "arguments": {"city": "Paris"}}' in learned and "Sunny in Paris." in learned
+        assert "sunny and mild" in prompt and "# Tools" in prompt and "sunny and mild" not in learned
