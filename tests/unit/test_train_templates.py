@@ -332,3 +332,20 @@ def test_the_same_through_the_data_reader(tiny_tokenizer):
     assert len(read) == len(rows)
     for got, row in zip(read, rows.values(), strict=True):
         assert encode_sample(tok, got, 8192) == encode_sample(tok, row, 8192), row["id"]
+
+
+def test_qwen25_parallel_calls_and_grouped_results(tiny_tokenizer):
+    """Two calls in one turn, two results (Qwen2.5 groups them in one user turn, re-rendering the first)."""
+    tok = _tok(tiny_tokenizer, "qwen2_5_instruct.jinja")
+    calls = [{"type": "function", "function": {"name": "w", "arguments": "{\"c\": \"Paris\"}"}},
+             {"type": "function", "function": {"name": "w", "arguments": "{\"c\": \"Rome\"}"}}]
+    sample = {"messages": [{"role": "user", "content": "Weather in Paris and Rome?"},
+                           {"role": "assistant", "content": "Checking both.", "tool_calls": calls},
+                           {"role": "tool", "content": "P=20"}, {"role": "tool", "content": "R=25"},
+                           {"role": "assistant", "content": "Paris 20, Rome 25."}]}
+    enc = encode_sample(tok, sample, 4096)
+    spans, ctx = _spans(tok, enc)
+    assert spans == ['Checking both.\n<tool_call>\n{"name": "w", "arguments": {"c": "Paris"}}\n</tool_call>\n'
+                     '<tool_call>\n{"name": "w", "arguments": {"c": "Rome"}}\n</tool_call><|im_end|>\n',
+                     "Paris 20, Rome 25.<|im_end|>\n"]
+    assert "<tool_response>\nP=20\n</tool_response>\n<tool_response>\nR=25\n</tool_response><|im_end|>" in ctx
