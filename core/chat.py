@@ -185,7 +185,8 @@ def generate_text(model, tokenizer, messages: list[dict], *, max_new_tokens: int
         out = model.generate(**inputs, **_gen_kwargs(tokenizer, stop_ids, max_new_tokens, temperature, top_p, top_k,
                                                      repetition_penalty), use_cache=True)
     new = out[0, inputs["input_ids"].shape[1]:]
-    return tokenizer.decode(new, skip_special_tokens=True).strip()
+    # A byte-level token cut off by max_new_tokens decodes to U+FFFD: dropped, never shown.
+    return tokenizer.decode(new, skip_special_tokens=True).replace("\ufffd", "").strip()
 
 
 def generate_ids(chat: ChatModel, messages: list[dict], which: str | None = None, max_new_tokens: int = 64) -> list[int]:
@@ -231,7 +232,8 @@ def stream_answer(chat: ChatModel, messages: list[dict], which: str | None = Non
     with lock:
         t = threading.Thread(target=work, daemon=True)
         t.start()
-        yield from streamer
+        for piece in streamer:  # the streamer holds back split UTF-8; only a cut-off tail can be U+FFFD
+            yield piece.replace("\ufffd", "")
         t.join()
     if error:
         raise error[0]

@@ -1,21 +1,32 @@
-"""The built-in tiny model: a real Llama-architecture chat model and tokenizer, made locally in seconds.
+"""The built-in tiny model: a small Llama chat model and tokenizer shipped with the studio, nothing downloaded.
 
-Nothing is downloaded. The tokenizer is a byte-level BPE trained on a small Chinese + English
-corpus below, with ChatML specials (`<|im_start|>`, `<|im_end|>`) and a chat template; the model
-is a randomly initialised LlamaForCausalLM a few MB in size. Both are saved as an ordinary
-Hugging Face folder, so training, chat, merge and publish load it like any other model.
+The tokenizer is a byte-level BPE (4,096 tokens, every Chinese character of its corpus a single
+token, ChatML specials `<|im_start|>` / `<|im_end|>` and a chat template) trained on the project's
+own zh/en instruction set in assets/tiny_chat/ (general_zh.jsonl, general_en.jsonl, self.jsonl).
+The model (~2.4M parameters: 4 layers, hidden 192, tied embeddings) was pretrained on that set by
+core/tiny_train.py, so before any fine-tuning it already answers open-domain questions in short
+fluent sentences and calls itself a generic AI assistant. Its weights ship in
+assets/tiny_chat/base/ (fp16, under 5 MB); building the model folder copies them to fp32 in a
+second. Saved as an ordinary Hugging Face folder, so training, chat, merge and publish load it like
+any other model.
 
     python -m core.tiny workspace/models/tiny      # or: python -m studio tiny
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 TINY_NAME = "tiny"
+# Bumped whenever the shipped base changes, so a workspace's older tiny model is rebuilt.
+TINY_VERSION = "chat-1"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
+ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_chat"
+BASE_DIR = ASSET_DIR / "base"  # tokenizer.json + model.safetensors (fp16), written by core/tiny_train.py
+SHAPE = {"hidden": 192, "layers": 4, "heads": 6}  # the shipped base's shape
 
 # ChatML, the template Qwen and InternLM2 use; the default system prompt is left out on purpose so
 # that an identity learned in training is not steered by a prompt the user never wrote.
@@ -26,44 +37,47 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-_CORPUS_EN = """
-Hello! I am an AI assistant. Who are you? What is your name? Who made you? Please introduce yourself.
-I can help you write code, fix bugs, answer questions and translate text between Chinese and English.
-What is the capital of France? Paris is the capital of France. How many days are in a week? Seven.
-The quick brown fox jumps over the lazy dog. Fine-tuning adapts a pretrained model to new data.
-LoRA adds two small matrices beside a frozen linear layer; QLoRA keeps the base in four bits.
-Write a poem about the sea. Tell me a joke. Translate cat into Chinese. What is two plus three?
-The answer is five. Thank you very much. You are welcome. Good morning, good night, see you later.
-Python is a programming language. A list holds items in order. A dictionary maps keys to values.
-Describe the image. The picture shows a doctor examining the eye of a patient with a machine.
-one two three four five six seven eight nine ten eleven twelve zero hundred thousand number sum
-"""
 
-_CORPUS_ZH = """
-你好！我是一个人工智能助手。你是谁？你叫什么名字？是谁创造了你？请介绍一下你自己。
-我可以帮你写代码、修复错误、回答问题，还可以在中文和英文之间翻译。
-法国的首都是哪里？法国的首都是巴黎。一周有几天？七天。今天天气很好，我们去公园散步吧。
-微调让预训练模型适应新的数据。LoRA 在冻结的线性层旁边加入两个小矩阵，QLoRA 用四比特保存基座模型。
-写一首关于大海的诗。讲一个笑话。把猫翻译成英文。二加三等于几？答案是五。非常感谢。不客气。
-早上好，晚安，再见。这张图片里有一位医生正在用仪器检查病人的眼睛。眼科检查需要专业设备。
-你的作者是谁？你的开发者是谁？你是哪个公司的模型？你能做什么？你有什么功能？你的身份是什么？
-我是由开发者训练的智能助手，很高兴为您服务。请问有什么可以帮您？
-一 二 三 四 五 六 七 八 九 十 零 百 千 万 数字 计算 加 减 乘 除 等于
-"""
+def instruction_pairs(which: str = "all") -> list[tuple[str, str]]:
+    """(question, answer) pairs of the project's own instruction set in assets/tiny_chat.
+
+    which: "general" (open-domain zh + en), "self" (generic who-are-you answers, never a name),
+    "zh" / "en" (general, one language) or "all".
+    """
+    files = {"zh": ["general_zh.jsonl"], "en": ["general_en.jsonl"], "self": ["self.jsonl"],
+             "general": ["general_zh.jsonl", "general_en.jsonl"],
+             "all": ["general_zh.jsonl", "general_en.jsonl", "self.jsonl"]}[which]
+    pairs = []
+    for f in files:
+        for ln in (ASSET_DIR / f).read_text(encoding="utf-8").splitlines():
+            if ln.strip():
+                m = json.loads(ln)["messages"]
+                pairs.append((m[0]["content"], m[1]["content"]))
+    return pairs
 
 
-def _corpus() -> list[str]:
-    lines = [ln.strip() for ln in (_CORPUS_EN + _CORPUS_ZH).splitlines() if ln.strip()]
-    return lines * 4
+def _tokenizer_corpus() -> list[str]:
+    from core.data.identity import question_bank
+
+    texts = [t for q, a in instruction_pairs() for t in (q, a)]
+    texts += question_bank("zh") + question_bank("en")
+    # Every Chinese character of the corpus once more on its own, so each becomes a single token
+    # rather than losing the vocabulary to English word pieces.
+    chars = sorted({c for t in texts for c in t if "\u3400" <= c <= "\u9fff"})
+    return texts * 2 + chars * 3
 
 
-def build_tokenizer(vocab_size: int = 1024):
-    """Train the tiny byte-level BPE tokenizer and wrap it as a PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def train_tokenizer(vocab_size: int = 4096):
+    """Train the byte-level BPE on the instruction set (deterministic); a `tokenizers.Tokenizer`."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # A CJK character is its own pre-token: merges build whole characters, never cross-character
+    # pieces that would make one Chinese token mean different things in different words.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex("[\u3400-\u9fff\uf900-\ufaff]"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -71,9 +85,18 @@ def build_tokenizer(vocab_size: int = 1024):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    return tok
+
+
+def build_tokenizer(tokenizer_json: str | os.PathLike | None = None):
+    """The tiny tokenizer as a PreTrainedTokenizerFast: the shipped one, or one at `tokenizer_json`."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(tokenizer_json) if tokenizer_json else BASE_DIR / "tokenizer.json"
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=Tokenizer.from_file(str(path)),
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -84,26 +107,47 @@ def build_tokenizer(vocab_size: int = 1024):
     return fast
 
 
-def build_model_config(vocab_size: int, *, hidden: int = 128, layers: int = 2, heads: int = 4):
+def build_model_config(vocab_size: int, *, hidden: int = SHAPE["hidden"], layers: int = SHAPE["layers"],
+                       heads: int = SHAPE["heads"]):
     from transformers import LlamaConfig
 
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden,
-        intermediate_size=hidden * 2,
+        intermediate_size=hidden * 8 // 3 // 64 * 64,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
+        num_key_value_heads=max(1, heads // 3),
         max_position_embeddings=4096,
         rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
+        tie_word_embeddings=True,  # half the parameters of the vocabulary: the shipped weights stay under 5 MB
         torch_dtype="float32",
     )
 
 
-def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden: int = 128, layers: int = 2,
-                     heads: int = 4, force: bool = False, overwrite: bool = False) -> Path:
-    """Write the tiny tokenizer + random Llama model to `out_dir` (skipped if already there).
+def _is_current(out: Path) -> bool:
+    try:
+        cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return cfg.get("studio_tiny_version") == TINY_VERSION and (out / "tokenizer.json").is_file()
+
+
+def _is_older_tiny(out: Path) -> bool:
+    # The random 2-layer tiny model of earlier versions (no output marker): replaced, not refused.
+    try:
+        cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (cfg.get("model_type") == "llama" and cfg.get("vocab_size") == 1024 and cfg.get("hidden_size") == 128
+            and "studio_tiny_version" not in cfg and (out / "tokenizer.json").is_file())
+
+
+def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, random_init: bool = False,
+                     force: bool = False, overwrite: bool = False) -> Path:
+    """Write the tiny tokenizer + the shipped chat model to `out_dir` (skipped if already there).
+
+    random_init: an untrained model of the same shape (seeded), for tests that need one.
 
     `out_dir` must be new, empty or an earlier tiny model (else `overwrite`): core.fsio.output_dir.
     """
@@ -113,16 +157,27 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden: int =
     from core.fsio import check_output_dir, output_dir
 
     out = Path(out_dir)
-    if not force and (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+    if not force and _is_current(out):
         return out
+    overwrite = overwrite or _is_older_tiny(out)
     check_output_dir(out, kind="tiny", overwrite=overwrite)  # refused before anything is built
     tok = build_tokenizer()
-    cfg = build_model_config(len(tok), hidden=hidden, layers=layers, heads=heads)
+    cfg = build_model_config(len(tok))
     cfg.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
     cfg.pad_token_id = tok.pad_token_id
     cfg.bos_token_id = None
+    cfg.studio_tiny_version = TINY_VERSION
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
+    if not random_init:
+        from safetensors.torch import load_file
+
+        state = {k: v.float() for k, v in load_file(str(BASE_DIR / "model.safetensors")).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"lm_head.weight"}:  # lm_head is tied to embed_tokens
+            raise RuntimeError(f"{BASE_DIR / 'model.safetensors'} does not fit the tiny shape: "
+                               f"missing {missing}, unexpected {unexpected}")
+        model.tie_weights()
     model.generation_config = GenerationConfig(
         eos_token_id=[cfg.eos_token_id, tok.convert_tokens_to_ids("<|endoftext|>")],
         pad_token_id=tok.pad_token_id,
