@@ -187,3 +187,28 @@ def test_train_page_says_when_the_loss_diverged(ws, lang):
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(w.value for w in at.warning)
     assert ("step 9" in text) if lang == "en" else ("第 9 步" in text)
+
+
+@pytest.mark.parametrize("name", ["home", "train", "chat", "merge", "publish"])
+def test_every_page_lists_an_unreadable_run_beside_the_others(ws, name):
+    import shutil
+
+    from core import rundir
+
+    runs = ws / "runs"
+    good = runs / "20260101-000001-good"
+    good.mkdir(parents=True)
+    rundir.write_status(good, state="finished", run_id=good.name, step=8, max_steps=8)
+    for bad, content in (("20260101-000002-bytes", b"\xff\xfe\x80"), ("20260101-000003-types", b'{"state": 5}'),
+                         ("20260101-000004-list", b"[]")):
+        (runs / bad).mkdir()
+        (runs / bad / rundir.STATUS).write_bytes(content)
+    if name in ("chat", "merge", "publish"):  # they list runs that have an adapter: give the broken ones one
+        for d in runs.iterdir():
+            shutil.copytree(ws / "models" / "tiny", d / rundir.ADAPTER, dirs_exist_ok=True)
+            (d / rundir.ADAPTER / "adapter_config.json").write_text("{}")
+    at = page(name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if name in ("home", "train"):
+        shown = " ".join(x.value.to_csv() for x in (*at.dataframe, *at.table))
+        assert "good" in shown and "unreadable" in shown and "bytes" in shown
