@@ -75,6 +75,60 @@ def test_sigkill_mid_save_resumes_from_last_complete_checkpoint(make_config, tmp
     assert not partial.exists(), "the re-saved step 4 replaced the half-written folder"
 
 
+def _foreground(cfg: Path, work: Path, log: Path) -> subprocess.Popen:
+    import sys
+
+    from tests.reliability.conftest import REPO
+
+    return subprocess.Popen([sys.executable, "-m", "studio", "train", str(cfg), "--work-dir", str(work)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True)  # noqa: SIM115
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_a_foreground_train_checkpoints_then_exits(make_config, tmp_path, sig):
+    """`kill` (or Ctrl-C) on `studio train CONFIG` in a terminal is a stop: checkpoint, then exit; the
+    trainer writes its own train.log, so the CLI going away never cuts it off mid-save."""
+    cfg = make_config(max_steps=2000, save_steps=100000)
+    work = tmp_path / "run"
+    cli = _foreground(cfg, work, tmp_path / "cli.err")
+    try:
+        assert wait_for(lambda: (rundir.read_status(work).get("step") or 0) >= 2, 240), rundir.log_tail(work)
+        cli.send_signal(sig)  # the CLI only, not the trainer
+        assert cli.wait(timeout=180) == 0, (tmp_path / "cli.err").read_text()[-2000:]
+        status = jobs.run_state(work)
+        assert status["state"] == "stopped", status
+        assert status["step"] < 2000 and status["latest_checkpoint"], status
+        _check_loads(Path(status["latest_checkpoint"]))
+        log = (work / rundir.LOG).read_text()
+        assert "stop requested" in log and "stopped" in log.splitlines()[-1]
+        assert "stopping: saving a checkpoint" in (tmp_path / "cli.err").read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cli.pid, signal.SIGKILL)
+        pgid = rundir.read_status(work).get("pgid")
+        if pgid and pgid > 1 and jobs.group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def test_the_trainer_outlives_a_killed_foreground_cli_and_keeps_its_log(make_config, tmp_path):
+    cfg = make_config(max_steps=30, save_steps=10)
+    work = tmp_path / "run"
+    cli = _foreground(cfg, work, tmp_path / "cli.err")
+    try:
+        assert wait_for(lambda: (rundir.read_status(work).get("step") or 0) >= 1, 240), rundir.log_tail(work)
+        os.killpg(cli.pid, signal.SIGKILL)  # the terminal and its CLI are gone at once
+        cli.wait()
+        assert wait_for(lambda: jobs.run_state(work)["state"] in jobs.TERMINAL, 240), rundir.log_tail(work)
+        status = jobs.run_state(work)
+        assert status["state"] == "finished" and status["step"] == 30, status
+        assert "finished" in (work / rundir.LOG).read_text().splitlines()[-1]
+    finally:
+        pgid = rundir.read_status(work).get("pgid")
+        if pgid and pgid > 1 and jobs.group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def _tmpfs(where: Path, size_kb: int):
     where.mkdir(parents=True, exist_ok=True)
