@@ -142,11 +142,20 @@ def signals(monkeypatch):
     return sent
 
 
-def test_stop_never_signals_group_1_nor_a_process_that_is_not_the_trainer(runs, bystander, signals):
+def test_stop_never_signals_group_1_nor_a_process_that_is_not_the_trainer(runs, bystander, signals, monkeypatch):
+    monkeypatch.setattr(jobs, "group_alive", lambda pgid: True)  # as on a box where init's group 1 is alive
     _run(runs, "r", {"state": "running", "pid": bystander.pid, "pgid": 1, "host": socket.gethostname()})
     assert jobs.stop_run("r", timeout=1.0) in jobs.TERMINAL
     assert not signals
     assert bystander.poll() is None
+
+
+def test_a_trainer_naming_group_1_is_signalled_alone(runs, fake_trainer, signals, monkeypatch):
+    monkeypatch.setattr(jobs, "group_alive", lambda pgid: True)
+    _run(runs, "r", {"state": "running", "pid": fake_trainer.pid, "pgid": 1, "host": socket.gethostname(),
+                     **rundir.process_identity(fake_trainer.pid)})
+    jobs.stop_run("r", timeout=1.0)
+    assert signals and all(kind == "pid" and n == fake_trainer.pid for kind, n, _ in signals), signals
 
 
 def test_stop_never_signals_a_reused_pid(runs, bystander, signals):
