@@ -76,10 +76,12 @@ if st.button(t("publish.go"), type="primary", disabled=not repo.strip(), key="pu
 
     try:
         dry_dir = sub("publish") / f"dry-run-{hub}-{repo.strip().replace('/', '__')}" if dry else None
+        # dry_dir is the page's own folder under workspace/publish: rebuilt each time (core.fsio still never
+        # lets it replace a run, the source or another command's output)
         result = push(hub, source, repo.strip(), token=None if dry else resolve_token(hub, token or None),
                       private=private, space=space, sdk=sdk, dry_run_dir=dry_dir, progress=progress,
                       base_model=base_model.strip() or None, run_dir=run_dir, card=card or None,
-                      system_prompt=system_prompt)
+                      system_prompt=system_prompt, overwrite=True)
         if result.get("dry_run"):
             st.success(t("publish.dry_done", path=str(dry_dir), n=len(result["model_files"])))
         else:
