@@ -214,6 +214,10 @@ def resolve_model(name: str, hub: str = "auto", *, allow_download: bool = True) 
 
         converted = folder.parent / f"{folder.name}-llama-layout"
         if not (converted / "config.json").is_file():
+            from core.fsio import check_output_dir
+
+            # a folder of that name holding anything else is the user's, not an earlier conversion: refused
+            check_output_dir(converted, kind="internlm2-llama-layout", sources=[folder])
             convert_internlm2_to_llama(folder, converted)
         return converted
     return folder

@@ -227,3 +227,16 @@ def test_the_merge_page_refuses_dot_as_the_output_name(ws, adapter):
     at.text_input[1].set_value(".").run()
     assert at.error and not at.button, [e.value for e in at.error]
     assert _survived(other)
+
+
+def test_the_internlm2_conversion_never_replaces_a_user_folder_of_its_name(tmp_path):
+    from core.internlm2 import build_tiny_internlm2
+    from core.models import resolve_model
+
+    base = build_tiny_internlm2(tmp_path / "internlm2")
+    user = _user_folder(tmp_path / "internlm2-llama-layout")
+    with pytest.raises(StudioError, match=NOT_EMPTY):
+        resolve_model(str(base))
+    assert _survived(user)
+    (user / "thesis.txt").unlink()
+    assert (resolve_model(str(base)) / "config.json").is_file()  # an empty folder of that name is fine
