@@ -101,7 +101,8 @@ if tool == "file":
             st.error(str(e))
     files = [str(p) for p in data_files()]
     current = state.load().get("data")
-    if current and current not in files and Path(current).is_file():
+    # a current file that is not a regular file (a device, a FIFO) is still listed, so its error is shown
+    if current and current not in files and Path(current).exists():
         files.insert(0, current)
     if not files:
         st.info(t("data.none"))
@@ -178,6 +179,13 @@ if tool == "identity":
 
             mix = general_samples(2000) if ratio > 0 else None
             samples = build_identity(name, author, lang=lg, repeat=int(repeat), system=system, mix=mix, ratio=ratio)
+            from core.data import question_bank
+            from core.demo import identity_dominance
+
+            n_q = sum(len(question_bank(x)) for x in (["zh", "en"] if lg == "both" else [lg]))
+            if dom := identity_dominance(n_q, int(repeat), ratio, len(mix or [])):  # XTuner's repeat, guarded
+                st.warning(t("data.id_repeat_warn", share=f"{dom['share']:.0%}", n_id=dom["n_identity"],
+                             n_gen=dom["n_general"]))
             target = safe_join(DATA, out_name(out))
             n = write_samples(samples, target, overwrite=True)  # the builder's own file, rebuilt on purpose
             _use(target)
