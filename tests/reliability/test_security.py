@@ -1,8 +1,10 @@
 """Security on a shared dev box, tested on a live server where it matters.
 
 - `python -m studio ui` listens on 127.0.0.1 only (checked on the live sockets, not the argv);
-- a wider bind without STUDIO_PASSWORD exits 2 before anything listens; with it, the server starts and
-  Streamlit's XSRF check still answers 403 to an upload without a token;
+- a wider bind without STUDIO_PASSWORD (or with one shorter than 10 characters) exits 2 before anything
+  listens; with it, the server starts and Streamlit's XSRF check still answers 403 to an upload without a token;
+- a websocket whose Host or Origin is not the studio's own (DNS rebinding, a foreign page) is refused;
+- before sign-in, an upload from a live anonymous session is refused (403), XSRF token or not;
 - the password gate compares with hmac.compare_digest and each failure makes the next answer slower;
 - upload names cannot leave the workspace (../, absolute paths, symlinks, NUL);
 - a planted hub token appears in no file, no output and no process command line after a publish through
@@ -176,6 +178,48 @@ def test_a_short_password_refuses_a_wide_bind(tmp_path):
 
 
 # ---------------------------------------------------------------------------- the password gate
+
+def _anonymous_session(port: int) -> tuple[object, str]:
+    """A websocket session that never signed in, as any client on the network can open one: (socket, id)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from websockets.sync.client import connect
+
+    ws = connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
+                 origin=f"http://127.0.0.1:{port}", open_timeout=30)
+    msg = BackMsg()
+    msg.rerun_script.query_string = ""
+    ws.send(msg.SerializeToString())
+    end = time.time() + 60
+    while time.time() < end:
+        fwd = ForwardMsg()
+        fwd.ParseFromString(ws.recv(timeout=60))
+        if fwd.WhichOneof("type") == "new_session" and fwd.new_session.initialize.session_id:
+            return ws, fwd.new_session.initialize.session_id
+    raise AssertionError("no session id from the studio")
+
+
+def test_uploads_wait_for_sign_in_on_a_live_server(tmp_path):
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    port = free_port()
+    proc = start_ui(tmp_path, port, env={"STUDIO_PASSWORD": "correct horse battery"})
+    try:
+        ws, sid = _anonymous_session(port)
+        token = generate_xsrf_token_string()  # the client picks cookie and header both: XSRF alone stops no one
+        body = (b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jsonl\"\r\n"
+                b"Content-Type: application/json\r\n\r\n" + b"{}\n" * 1000 + b"\r\n--x--\r\n")
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/_stcore/upload_file/{sid}/file1", method="PUT",
+                                     data=body, headers={"Content-Type": "multipart/form-data; boundary=x",
+                                                         "X-Xsrftoken": token,
+                                                         "Cookie": f"_streamlit_xsrf={token}"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 403, e.value.read()
+        ws.close()
+    finally:
+        stop_ui(proc)
+
 
 def test_password_is_compared_in_constant_time(monkeypatch):
     from studio.ui import auth
