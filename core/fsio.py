@@ -127,7 +127,11 @@ OUTPUT_MARKER = ".studio-output.json"
 
 def read_marker(folder: str | os.PathLike) -> dict | None:
     """The studio's record of what made `folder` ({"kind": ...}), or None when there is none."""
-    data = read_json(Path(folder) / OUTPUT_MARKER)
+    try:  # a damaged or planted marker counts as none: the folder is then treated as the user's
+        with open(Path(folder) / OUTPUT_MARKER, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
     return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
 
 

@@ -240,3 +240,13 @@ def test_the_internlm2_conversion_never_replaces_a_user_folder_of_its_name(tmp_p
     assert _survived(user)
     (user / "thesis.txt").unlink()
     assert (resolve_model(str(base)) / "config.json").is_file()  # an empty folder of that name is fine
+
+
+@pytest.mark.parametrize("marker", [b"\xff\xfe not json", b"[1]", b'{"kind": 3}'])
+def test_a_damaged_marker_counts_as_none(tmp_path, marker):
+    target = _user_folder(tmp_path / "out")
+    (target / OUTPUT_MARKER).write_bytes(marker)
+    assert read_marker(target) is None
+    with pytest.raises(StudioError, match=NOT_EMPTY):
+        check_output_dir(target, kind="merge")
+    assert _survived(target)
