@@ -266,7 +266,9 @@ if tool == "llava":
         from core.workspace import safe_join
 
         try:
-            img_dir = safe_join(DATA, folder_name.strip() or "llava_images")
+            from core.workspace import output_name  # a plain folder name: not ".", "..", a path (issue 19)
+
+            img_dir = output_name(DATA, folder_name.strip() or "llava_images")
             for f in images or []:
                 save_bytes(img_dir, f.name, f.getvalue())
             qa_file = atomic_write_text(img_dir.parent / f".{img_dir.name}.qa.txt", qa)
