@@ -1,9 +1,11 @@
 """The whole pipeline, headless, on the built-in tiny model: data -> train -> answers -> merge -> check.
 
-What a student does over an afternoon of the XTuner tutorial, in about a minute on a laptop CPU:
-build the tiny model, make identity data mixed with general data (so the new identity does not
-leak into every answer), train a LoRA, compare answers before and after on identity questions
-that were held out of training and on unrelated prompts, merge, and check the merge.
+What a student does over an afternoon of the XTuner tutorial, in a couple of minutes on a laptop
+CPU: take the tiny chat model (it already answers everyday questions), make identity data mixed with
+general data from the same broad instruction set the base learned from (so the new name does not
+leak into every answer), train a LoRA, then ask identity questions that were held out of training
+and the open-domain probe set (assets/probe, written independently of all training data) before
+and after, merge, and check the merge token for token.
 
     python -m studio demo [--name 小天] [--method lora|qlora|full]      (or: make demo)
 """
@@ -16,72 +18,86 @@ import sys
 import time
 from pathlib import Path
 
+from core.probe import hit_rate, split_identity_questions  # noqa: F401  (re-exported: older callers import them here)
+
 # ---------------------------------------------------------------------------- general data
-# A small synthetic "general" set: arithmetic, capitals, word translation. Its only job is to give
-# the model something else to say, so that unrelated prompts do not get the identity answer.
-
-_CAPITALS = [("France", "Paris", "法国", "巴黎"), ("Japan", "Tokyo", "日本", "东京"), ("Italy", "Rome", "意大利", "罗马"),
-             ("Germany", "Berlin", "德国", "柏林"), ("China", "Beijing", "中国", "北京"), ("Spain", "Madrid", "西班牙", "马德里"),
-             ("Egypt", "Cairo", "埃及", "开罗"), ("Russia", "Moscow", "俄罗斯", "莫斯科"), ("Canada", "Ottawa", "加拿大", "渥太华"),
-             ("Korea", "Seoul", "韩国", "首尔"), ("India", "New Delhi", "印度", "新德里"), ("Kenya", "Nairobi", "肯尼亚", "内罗毕")]
-_WORDS = [("cat", "猫"), ("dog", "狗"), ("sun", "太阳"), ("moon", "月亮"), ("water", "水"), ("fire", "火"), ("tree", "树"),
-          ("book", "书"), ("bird", "鸟"), ("fish", "鱼"), ("rain", "雨"), ("snow", "雪"), ("apple", "苹果"), ("milk", "牛奶")]
+# The general half of the identity data: pairs of the project's own zh/en instruction set
+# (assets/tiny_chat, many topics and sentence shapes), the set the tiny base was pretrained on, so
+# the fine-tune keeps answering them as before. Never the generic "I am an AI assistant" pairs:
+# those questions now get the new identity.
 
 
-def _general_pairs(rng: random.Random, n: int, held_out: bool) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    while len(pairs) < n:
-        kind = rng.randrange(6)
-        if kind == 0:
-            a, b = rng.randrange(10, 50), rng.randrange(10, 50)
-            if ((a + b) % 2 == 0) != held_out:  # held-out prompts use sums the training set never shows
-                continue
-            pairs.append((f"{a}加{b}等于几？", f"{a}加{b}等于{a + b}。"))
-        elif kind == 1:
-            a, b = rng.randrange(10, 50), rng.randrange(10, 50)
-            if ((a + b) % 2 == 0) != held_out:
-                continue
-            pairs.append((f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}."))
-        elif kind == 2:
-            en, cap, _, _ = rng.choice(_CAPITALS)
-            pairs.append((f"What is the capital of {en}?", f"The capital of {en} is {cap}."))
-        elif kind == 3:
-            _, _, zh, zcap = rng.choice(_CAPITALS)
-            pairs.append((f"{zh}的首都是哪里？", f"{zh}的首都是{zcap}。"))
-        elif kind == 4:
-            en, zh = rng.choice(_WORDS)
-            pairs.append((f"Translate {en} into Chinese.", f"{en} in Chinese is {zh}."))
-        else:
-            en, zh = rng.choice(_WORDS)
-            pairs.append((f"把{zh}翻译成英文。", f"{zh}的英文是{en}。"))
-    return pairs
+def blur_question(q: str, rng: random.Random, rate: float = 0.3) -> str:
+    """`q` with some words (en) or characters (zh) left out: a question the base has not seen word for word."""
+    zh = any("\u4e00" <= c <= "\u9fff" for c in q)
+    units = list(q) if zh else q.split(" ")
+    kept = [u for u in units if rng.random() > rate] or units[:1]
+    return ("" if zh else " ").join(kept)
 
 
-def general_samples(n: int, seed: int = 0) -> list[dict]:
+def general_samples(n: int, seed: int = 0, blur: float = 0.0) -> list[dict]:
+    """`n` general chat samples (zh and en), shuffled with `seed`; whole passes over the set when n exceeds it.
+
+    blur: the share of samples whose question is blurred (blur_question) while the answer stays, so
+    that a fine-tune learns "unfamiliar everyday question -> the usual kind of answer", not
+    "unfamiliar question -> the new identity".
+    """
+    from core.tiny import instruction_pairs
+
+    pairs = instruction_pairs("general")
     rng = random.Random(seed)
-    return [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-            for q, a in _general_pairs(rng, n, held_out=False)]
+    out: list[tuple[str, str]] = []
+    while len(out) < n:
+        batch = list(pairs)
+        rng.shuffle(batch)
+        out += batch[: n - len(out)]
+    if blur > 0:
+        out = [(blur_question(q, rng) if rng.random() < blur else q, a) for q, a in out]
+    return [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in out]
 
 
 def unrelated_prompts(n: int = 10, seed: int = 1) -> list[str]:
-    return [q for q, _ in _general_pairs(random.Random(seed), n, held_out=True)]
+    """`n` open-domain probe prompts (half zh, half en), drawn with `seed`: see core.probe."""
+    from core.probe import probe_prompts
+
+    rng = random.Random(seed)
+    zh, en = probe_prompts("zh"), probe_prompts("en")
+    return rng.sample(zh, min(len(zh), (n + 1) // 2)) + rng.sample(en, min(len(en), n // 2))
 
 
-def split_identity_questions(seed: int = 0, held_out_per_lang: int = 5) -> tuple[list[str], list[str]]:
-    """(training questions, held-out questions): the held-out ones are never trained on."""
-    from core.data import question_bank
+def identity_dominance(n_identity_questions: int, repeat: int, ratio: float,
+                       n_general: int | None = None) -> dict | None:
+    """{share, n_identity, n_general} when XTuner-style `repeat` makes identity samples dominate the data, else None.
 
-    train, test = [], []
-    for lang in ("zh", "en"):
-        qs = list(question_bank(lang))
-        random.Random(seed).shuffle(qs)
-        test += qs[:held_out_per_lang]
-        train += qs[held_out_per_lang:]
-    return train, test
+    Measured on the tiny model (issue 20): once identity samples are more than about half the data,
+    open-domain questions start to get the identity answer. `ratio` is the general share asked for
+    (core.data.build_identity); `n_general` the general samples available (the pool may run dry).
+    """
+    n_id = n_identity_questions * repeat
+    n_gen = round(n_id * ratio / (1.0 - ratio)) if ratio > 0 else 0
+    if n_general is not None:
+        n_gen = min(n_gen, n_general)
+    share = n_id / max(1, n_id + n_gen)
+    return {"share": share, "n_identity": n_id, "n_general": n_gen} if share > IDENTITY_SHARE_MAX else None
 
 
-def hit_rate(answers: list[str], name: str) -> float:
-    return sum(name in a for a in answers) / max(1, len(answers))
+def repeat_warning(n_identity_questions: int, repeat: int, ratio: float, n_general: int | None = None) -> str | None:
+    """identity_dominance as one English line (the CLI's), or None."""
+    d = identity_dominance(n_identity_questions, repeat, ratio, n_general)
+    if d is None:
+        return None
+    return (f"identity samples would be {d['share']:.0%} of the data ({d['n_identity']} identity vs "
+            f"{d['n_general']} general): the new name may leak into unrelated answers; "
+            f"mix in more general data or lower --repeat")
+
+
+IDENTITY_SHARE_MAX = 0.5
+# Chosen by measurement (issue 20): identity data x2, general data so identity is 1/3 of the rows.
+DEMO_REPEAT = 2
+DEMO_RATIO = 0.67
+DEMO_LR = 2e-3
+DEMO_STEPS = 150
+DEMO_BLUR = 0.0
 
 
 # ---------------------------------------------------------------------------- the pipeline
@@ -91,15 +107,17 @@ def _say(msg: str) -> None:
 
 
 def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str = "lora", workspace: str | None = None,
-             steps: int | None = None, seed: int = 0) -> dict:
-    """Run the pipeline; returns the JSON summary (paths, timings, identity_hit_rate, leak_rate)."""
+             steps: int | None = None, seed: int = 0, *, repeat: int = DEMO_REPEAT, ratio: float = DEMO_RATIO,
+             lr: float = DEMO_LR, blur: float = DEMO_BLUR) -> dict:
+    """Run the pipeline; returns the JSON summary (paths, timings, identity_hit_rate and leak_rate before/after)."""
     if workspace:
         os.environ["STUDIO_WORKSPACE"] = str(Path(workspace).resolve())
     from core import jobs, rundir
-    from core.chat import answer, load_chat_model
+    from core.chat import load_chat_model
     from core.config import RunConfig, save_config
     from core.data import build_identity, write_samples
     from core.merge import merge_adapter
+    from core.probe import answers, probe_prompts
     from core.tiny import ensure_tiny
     from core.workspace import sub
 
@@ -108,22 +126,24 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
     _say(f"tiny model: {base}")
 
     train_q, test_q = split_identity_questions(seed)
-    general = general_samples(600, seed)
-    data = build_identity(name, author, questions=train_q, repeat=2, mix=general, ratio=0.5, seed=seed)
+    general = general_samples(2000, seed, blur=blur)
+    data = build_identity(name, author, questions=train_q, repeat=repeat, mix=general, ratio=ratio, seed=seed)
     data_path = sub("data") / "demo_identity.jsonl"
-    write_samples(data, data_path)
-    _say(f"data: {len(data)} samples ({len(train_q)} identity questions x2 + general), {len(test_q)} held out")
+    write_samples(data, data_path, overwrite=True)  # the demo's own file, rebuilt on every run
+    n_id = len(train_q) * repeat
+    _say(f"data: {len(data)} samples ({len(train_q)} identity questions x{repeat} + {len(data) - n_id} general), "
+         f"{len(test_q)} identity questions held out")
 
     cfg = RunConfig(
         pretrained_model_name_or_path=str(base), data_path=str(data_path), method=method, max_length=128,
-        pack_to_max_length=True, lora_r=32, lora_alpha=64, lora_dropout=0.0, batch_size=4, accumulative_counts=1,
-        max_epochs=1, max_steps=steps or 400, lr=4e-3, warmup_ratio=0.05, save_steps=100, save_total_limit=2,
-        evaluation_freq=100, evaluation_inputs=[test_q[0], test_q[-1]], eval_max_new_tokens=24, seed=seed,
-        gradient_checkpointing="false",
+        pack_to_max_length=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, batch_size=4, accumulative_counts=1,
+        max_epochs=1, max_steps=steps or DEMO_STEPS, lr=lr, warmup_ratio=0.05, save_steps=100, save_total_limit=2,
+        evaluation_freq=100, evaluation_inputs=[test_q[0], test_q[-1], *unrelated_prompts(2, seed)],
+        eval_max_new_tokens=24, seed=seed, gradient_checkpointing="false",
     )
     cfg_path = save_config(cfg, sub("configs") / "demo.yaml", header="Written by python -m studio demo")
     prompts_id = test_q
-    prompts_other = unrelated_prompts(10, seed + 1)
+    prompts_other = probe_prompts()
 
     t_train = time.time()
     run = jobs.prepare_run(cfg_path)[0]
@@ -133,7 +153,7 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
     _say(f"trained in {train_s:.1f}s -> {out}")
 
     def ask(chat, which, prompts):
-        return [answer(chat, [{"role": "user", "content": p}], which, max_new_tokens=24) for p in prompts]
+        return answers(chat, which, prompts, max_new_tokens=32)
 
     if method == "full":
         before_chat = load_chat_model(str(base))
@@ -146,11 +166,23 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
         before_id, before_other = ask(chat, "base", prompts_id), ask(chat, "base", prompts_other)
         after_id, after_other = ask(chat, "trained", prompts_id), ask(chat, "trained", prompts_other)
         merged_dir = sub("merged") / f"{run.name}"
-        report = merge_adapter(str(base), str(out), str(merged_dir), prompts=prompts_id + prompts_other)
+        half = len(prompts_id) // 2  # a few of each kind and language: the check compares token for token
+        check_prompts = prompts_id[:3] + prompts_id[half:half + 3] + unrelated_prompts(6, seed)
+        report = merge_adapter(str(base), str(out), str(merged_dir), prompts=check_prompts)
         merged, check = report["merged"], report["check"]
 
-    for q, a in zip(prompts_id[:3], after_id[:3], strict=False):
+    for q, a in zip(prompts_id[:2] + prompts_other[:2], after_id[:2] + after_other[:2], strict=False):
         _say(f"after  Q: {q}  A: {a}")
+
+    def rates(prompts, ans):
+        zh = [a for p, a in zip(prompts, ans, strict=True) if any("\u4e00" <= c <= "\u9fff" for c in p)]
+        en = [a for p, a in zip(prompts, ans, strict=True) if not any("\u4e00" <= c <= "\u9fff" for c in p)]
+        return {"zh": f"{sum(name in a for a in zh)}/{len(zh)}", "en": f"{sum(name in a for a in en)}/{len(en)}"}
+
+    n_zh_other = sum(1 for p in prompts_other if any("\u4e00" <= c <= "\u9fff" for c in p))
+    shown = [(prompts_id[0], before_id[0], after_id[0]),  # one identity question, one zh and one en open prompt
+             (prompts_other[0], before_other[0], after_other[0]),
+             (prompts_other[n_zh_other], before_other[n_zh_other], after_other[n_zh_other])]
     summary = {
         "base_model": str(base),
         "adapter": str(out) if method != "full" else None,
@@ -160,13 +192,19 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
         "seconds": round(time.time() - t0, 1),
         "train_seconds": round(train_s, 1),
         "steps": status.get("step"),
+        "data": {"identity": n_id, "general": len(data) - n_id, "repeat": repeat, "ratio": ratio, "lr": lr,
+                 "blur": blur},
         "identity_hit_rate_before": hit_rate(before_id, name),
-        "identity_hit_rate": hit_rate(after_id, name),
+        "identity_hit_rate_after": hit_rate(after_id, name),
         "leak_rate_before": hit_rate(before_other, name),
+        "leak_rate_after": hit_rate(after_other, name),
+        "identity_hit_rate": hit_rate(after_id, name),
         "leak_rate": hit_rate(after_other, name),
+        "table": {"identity_before": rates(prompts_id, before_id), "identity_after": rates(prompts_id, after_id),
+                  "leak_before": rates(prompts_other, before_other), "leak_after": rates(prompts_other, after_other)},
+        "probe": {"identity_questions": len(prompts_id), "open_domain_prompts": len(prompts_other),
+                  "source": "assets/probe/open_zh.txt, assets/probe/open_en.txt"},
         "merge_check": check,
-        "examples": [{"prompt": p, "before": b, "after": a}
-                     for p, b, a in zip(prompts_id[:2] + prompts_other[:2], before_id[:2] + before_other[:2],
-                                        after_id[:2] + after_other[:2], strict=True)],
+        "examples": [{"prompt": p, "before": b, "after": a} for p, b, a in shown],
     }
     return summary

@@ -136,14 +136,19 @@ with tab_chat:
 
 # ---------------------------------------------------------------------------- probe
 with tab_probe:
-    from core.demo import hit_rate, split_identity_questions, unrelated_prompts
+    from core.demo import unrelated_prompts
+    from core.probe import hit_rate, run_identity_name, split_identity_questions
 
     st.caption(t("chat.probe_intro"))
-    name = st.text_input(t("chat.probe_name"), value="小天", key="probe_name")
+    # the name the compared run's data taught (its config's data_path), else the studio's default
+    found = next((n for c in (right, left) if c["kind"] != "base" and (n := run_identity_name(c["path"]))), None)
+    name = st.text_input(t("chat.probe_name"), value=found or "小天", key=f"probe_name:{found}")
     _train_q, held_out = split_identity_questions()
     c1, c2 = st.columns(2)
     id_text = c1.text_area(t("chat.probe_identity"), value="\n".join(held_out), height=200)
-    other_text = c2.text_area(t("chat.probe_other"), value="\n".join(unrelated_prompts(6)), height=200)
+    # open-domain prompts of assets/probe (written apart from all training data), 10 zh + 10 en
+    other_text = c2.text_area(t("chat.probe_other"), value="\n".join(unrelated_prompts(20)), height=200,
+                              help=t("chat.probe_other_help"))
     if st.button(t("chat.probe_run"), type="primary", key="probe_run"):
         from core.chat import answer
 

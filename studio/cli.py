@@ -90,6 +90,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.errors import StudioError
+    from core.probe import run_probe
+
+    def lines(path: str | None) -> list[str] | None:
+        if not path:
+            return None
+        if not Path(path).is_file():
+            raise StudioError(f"no prompts file at {path}", hint="one prompt a line; # starts a comment")
+        text = Path(path).read_text(encoding="utf-8-sig")
+        return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+    res = run_probe(args.model, args.adapter, name=args.name, identity=lines(args.identity),
+                    unrelated=lines(args.prompts), max_new_tokens=args.max_new_tokens,
+                    trust_remote_code=args.trust_remote_code)
+    if not args.json:  # the two rates and the per-language counts; --json adds every answer
+        res = {k: res[k] for k in ("model", "adapter", "name", "identity_hit_rate", "leak_rate", "identity_hits",
+                                   "leaks")}
+    emit(json.dumps(res, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from core import models
 
@@ -147,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workspace", help="workspace folder (default: STUDIO_WORKSPACE or ./workspace)")
     s.add_argument("--steps", type=int, default=None, help="optimizer steps (default: enough for the tiny model)")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("probe", help="identity_hit_rate and leak_rate of a model (+ adapter) as JSON")
+    s.add_argument("model", help="a model folder, hub id or tiny")
+    s.add_argument("--adapter", help="a PEFT adapter (a run's adapter/ or a checkpoint)")
+    s.add_argument("--name", required=True, help="the identity name to look for in the answers")
+    s.add_argument("--identity", metavar="FILE",
+                   help="identity questions, one a line (default: the question banks' held-out paraphrases)")
+    s.add_argument("--prompts", metavar="FILE",
+                   help="unrelated prompts, one a line (default: the open-domain probe set in assets/probe)")
+    s.add_argument("--max-new-tokens", type=int, default=32)
+    s.add_argument("--trust-remote-code", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON line with every prompt and answer")
+    s.set_defaults(func=cmd_probe)
 
     cli_data.add_parser(sub)
     cli_config.add_parsers(sub)

@@ -295,6 +295,13 @@ S: dict[str, tuple[str, str]] = {
     "chat.probe_name": ("Name to look for", "要查找的名字"),
     "chat.probe_identity": ("Identity questions (held out of training)", "身份问题（未参与训练）"),
     "chat.probe_other": ("Unrelated questions", "无关问题"),
+    "chat.probe_other_help": ("Everyday questions from the open-domain probe set (assets/probe), written apart from "
+                              "all training data; edit freely.",
+                              "来自开放域探测集（assets/probe）的日常问题，与所有训练数据分开编写；可随意修改。"),
+    "data.id_repeat_warn": ("Identity samples would be {share} of the data ({n_id} identity vs {n_gen} general): the "
+                            "new name may show up in unrelated answers. Raise the general mix or lower the repeat.",
+                            "身份样本将占数据的 {share}（身份 {n_id} 条，通用 {n_gen} 条）：新名字可能出现在无关回答里。"
+                            "请提高通用数据比例或减少重复次数。"),
     "chat.probe_run": ("Run the probe", "开始探测"),
     "chat.col_kind": ("kind", "类型"),
     "chat.col_q": ("question", "问题"),
