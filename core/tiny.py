@@ -2,7 +2,7 @@
 
 The tokenizer is a byte-level BPE (4,096 tokens, every Chinese character of its corpus a single
 token, ChatML specials `<|im_start|>` / `<|im_end|>` and a chat template) trained on the project's
-own zh/en instruction set in assets/tiny_chat/ (general_zh.jsonl, general_en.jsonl, self.jsonl).
+own zh/en instruction set in assets/tiny_chat/ (general.jsonl, self.jsonl).
 The model (~2.4M parameters: 4 layers, hidden 192, tied embeddings) was pretrained on that set by
 core/tiny_train.py, so before any fine-tuning it already answers open-domain questions in short
 fluent sentences and calls itself a generic AI assistant. Its weights ship in
@@ -41,18 +41,20 @@ CHAT_TEMPLATE = (
 def instruction_pairs(which: str = "all") -> list[tuple[str, str]]:
     """(question, answer) pairs of the project's own instruction set in assets/tiny_chat.
 
-    which: "general" (open-domain zh + en), "self" (generic who-are-you answers, never a name),
-    "zh" / "en" (general, one language) or "all".
+    which: "general" (open-domain zh + en, general.jsonl), "self" (generic who-are-you answers,
+    never a name, self.jsonl), "zh" / "en" (general, one language) or "all" (general + self).
     """
-    files = {"zh": ["general_zh.jsonl"], "en": ["general_en.jsonl"], "self": ["self.jsonl"],
-             "general": ["general_zh.jsonl", "general_en.jsonl"],
-             "all": ["general_zh.jsonl", "general_en.jsonl", "self.jsonl"]}[which]
+    files = {"self": ["self.jsonl"], "all": ["general.jsonl", "self.jsonl"]}.get(which, ["general.jsonl"])
     pairs = []
     for f in files:
         for ln in (ASSET_DIR / f).read_text(encoding="utf-8").splitlines():
             if ln.strip():
                 m = json.loads(ln)["messages"]
                 pairs.append((m[0]["content"], m[1]["content"]))
+    if which in ("zh", "en"):
+        pairs = [(q, a) for q, a in pairs if any("\u4e00" <= c <= "\u9fff" for c in q) == (which == "zh")]
+    elif which not in ("general", "self", "all"):
+        raise ValueError(f"which must be general, self, zh, en or all, got {which!r}")
     return pairs
 
 
