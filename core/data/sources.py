@@ -632,7 +632,7 @@ def _read_parquet(path: str, stats: dict | None = None) -> Iterator[tuple[int, A
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # one column chunk at a time: flat memory
     except (pa.ArrowException, OSError) as e:
         raise DataError(path, None, None, f"not a readable Parquet file: {e}", "re-export or re-download it") from None
     row = 0
