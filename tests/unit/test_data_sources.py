@@ -477,3 +477,38 @@ def test_empty_files_say_so(tmp_path):
     for name in ("e.jsonl", "e.csv", "e.txt"):
         (tmp_path / name).write_bytes(b"")
         assert f"{name}:1: the file is empty" in error_of(tmp_path / name)
+
+
+# ---------------------------------------------------------------------------- speed (make soak)
+
+
+@pytest.mark.soak
+def test_100k_rows_read_fast_and_parquet_no_slower(tmp_path):
+    """100,000 chat rows (the alpaca excerpt, repeated) as JSON lines and as Parquet: each read in a few
+    CPU seconds (2026-12-03, 2 loaded cores: JSONL 0.5-0.75 s, Parquet 0.25-0.4 s)."""
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = alpaca_rows()
+    rows = [{"messages": [{"role": "user", "content": r["instruction"] + "\n" + r["input"]},
+                          {"role": "assistant", "content": r["output"]}]} for r in src] * 5000
+    jl = tmp_path / "big.jsonl"
+    with open(jl, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    pqf = tmp_path / "big.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), pqf, row_group_size=10_000)
+
+    def cpu(p) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t = time.process_time()
+            assert sum(1 for _ in iter_records(p)) == 100_000
+            best = min(best, time.process_time() - t)
+        return best
+
+    t_jsonl, t_parquet = cpu(jl), cpu(pqf)
+    assert t_jsonl < 5.0, t_jsonl
+    assert t_parquet <= t_jsonl * 1.2, (t_parquet, t_jsonl)
