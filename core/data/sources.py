@@ -211,7 +211,12 @@ def _json_kind(path: str) -> str:
             is_msgs = isinstance(val, list) and val and all(isinstance(m, dict) and "role" in m for m in val)
             return "jsonl" if is_msgs else "json"
         if isinstance(val, dict):
-            return "json" if _wrapper_key(val) else "jsonl"
+            if not _wrapper_key(val):
+                return "jsonl"
+            nxt = f.readline(1 << 20)
+            while nxt and not nxt.strip():
+                nxt = f.readline(1 << 20)
+            return "jsonl" if nxt else "json"  # a lone wrapper line is the whole file; more lines are rows
         others = []
         while len(others) < 8:
             raw = f.readline(1 << 20)

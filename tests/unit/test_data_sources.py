@@ -88,6 +88,13 @@ def test_one_line_wrapper_is_not_taken_for_json_lines(tmp_path):
     assert [r for _, r in records(p)] == alpaca_rows()
 
 
+def test_rows_shaped_like_wrappers_stay_json_lines(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    rows = [{"dialog": [r]} for r in alpaca_rows()[:3]]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert detect_container(p) == "jsonl" and [r for _, r in records(p)] == rows
+
+
 def test_pretty_printed_single_object_is_one_record(tmp_path):
     sample = {"messages": [{"role": "user", "content": alpaca_rows()[1]["instruction"]},
                            {"role": "assistant", "content": alpaca_rows()[1]["output"]}]}
