@@ -259,6 +259,11 @@ def _encoding_hint(raw: bytes) -> str | None:
     s = raw.decode("latin-1")
     if not re.search(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]", s):
         return "it looks like Latin-1 text: re-save it as UTF-8, e.g. iconv -f LATIN1 -t UTF-8 in > out"
+    try:  # Windows-1252: Latin-1 plus curly quotes and dashes in 0x80-0x9f (Excel's CSVs)
+        if not re.search(r"[\x00-\x08\x0e-\x1f\x7f]", raw.decode("cp1252")):
+            return "it looks like Windows-1252 text: re-save it as UTF-8, e.g. iconv -f CP1252 -t UTF-8 in > out"
+    except UnicodeDecodeError:
+        pass
     return "the file holds bytes that are not text; re-export it as UTF-8"
 
 

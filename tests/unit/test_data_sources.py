@@ -428,6 +428,9 @@ def test_not_utf8_gives_line_offset_and_the_right_hint(tmp_path):
     latin.write_bytes("café au lait\n".encode("latin-1"))
     msg = error_of(latin)
     assert "latin.txt:1: not UTF-8" in msg and "byte offset 3" in msg and "iconv -f LATIN1" in msg
+    win = tmp_path / "win.csv"
+    win.write_bytes("instruction,output\n\u201cquoted\u201d \u2013 dash,ok\n".encode("cp1252"))
+    assert "iconv -f CP1252" in error_of(win)
     junk = tmp_path / "junk.jsonl"
     junk.write_bytes(b'{"text": "a\x81\x7f\x85"}\n')
     msg = error_of(junk)
