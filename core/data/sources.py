@@ -446,8 +446,10 @@ def _read_json(path: str, stats: dict | None = None) -> Iterator[tuple[int, Any]
     except json.JSONDecodeError as e:
         cut = e.msg.startswith("Unterminated") or e.pos >= len(text.rstrip()) - 1
         what = "truncated JSON (the file ends inside a record)" if cut else "bad JSON"
-        raise DataError(path, e.lineno, None, f"{what}: {e.msg} (column {e.colno})",
-                        _ARRAY_HINT if cut else None) from None
+        hint = _ARRAY_HINT if cut else None
+        if text[i] != "{":
+            hint = "JSON starts with [ or {; CSV, TSV and plain text are told by a .csv / .tsv / .txt name"
+        raise DataError(path, e.lineno, None, f"{what}: {e.msg} (column {e.colno})", hint) from None
     except RecursionError:
         raise _deep_error(path, line, text, i) from None
     except ValueError as e:

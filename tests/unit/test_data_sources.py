@@ -325,7 +325,8 @@ def test_folder_without_data_is_refused(tmp_path):
 def test_forced_container_overrides_the_name(tmp_path):
     p = tmp_path / "corpus.data"
     p.write_text("line one\nline two\n", encoding="utf-8")
-    assert "bad JSON" in error_of(p)
+    msg = error_of(p)
+    assert "corpus.data:1: bad JSON" in msg and ".txt name" in msg
     assert records(p, container="text") == [(1, {"text": "line one"}), (2, {"text": "line two"})]
 
 
