@@ -165,8 +165,7 @@ def _bounded_parsing_cases(root: Path) -> dict[str, Path]:
                                            "bad_row.csv", "gbk.csv", "cut.parquet", "pipe.jsonl")}
     made["deep.json"].write_text("[\n" + ok + ",\n" + "[" * 100_000 + "]" * 100_000 + "\n]", encoding="utf-8")
     made["bigint.jsonl"].write_text(ok + '\n{"id": ' + "7" * 5000 + "}\n", encoding="utf-8")
-    made["surrogate.jsonl"].write_text(ok + '\n{"messages": [{"role": "user", "content": "\\ud800"}]}\n',
-                                       encoding="utf-8")
+    made["surrogate.jsonl"].write_text(ok + '\n' + ok.replace('"q"', '"\\ud800"') + "\n", encoding="utf-8")
     made["weights.bin"].write_bytes(bytes(range(256)) * 64)
     made["bad_row.csv"].write_text("instruction,output\nq,a\nq2,a2,extra\n", encoding="utf-8")
     made["gbk.csv"].write_bytes(b"instruction,output\nq,a\n" + "问题,答案\n".encode("gbk"))
