@@ -224,7 +224,13 @@ def run_foreground(config: str | os.PathLike, work_dir: str | None = None, resum
     """Train attached to this terminal: train.log shown on stderr as the trainer writes it."""
     run, _ = prepare_run(config, work_dir, resume, deepspeed)
     print(f"run dir: {run}", file=sys.stderr, flush=True)
-    status = attach(run, resume, deepspeed)
+    try:
+        status = attach(run, resume, deepspeed)
+    except KeyboardInterrupt:  # stopped as asked (Ctrl-C / kill): a checkpoint was saved
+        status = rundir.read_status(run)
+        print(f"run {run.name}: {status.get('state')}; resume: python -m studio train {run / rundir.CONFIG} "
+              f"--work-dir {run} --resume", file=sys.stderr, flush=True)
+        return 0
     print(f"run {run.name}: {status.get('state')}", file=sys.stderr, flush=True)
     return 0
 
@@ -234,7 +240,8 @@ def attach(run: Path, resume: str | None = None, deepspeed: str | None = None) -
 
     The trainer writes train.log itself and has its own session, as a detached run does: this process
     dying (a closed terminal, `kill`) never cuts it off mid-save. SIGINT (Ctrl-C) and SIGTERM here are
-    a stop, as `studio stop` asks it: the trainer saves a checkpoint, then exits, and this returns.
+    a stop, as `studio stop` asks it: the trainer saves a checkpoint, then exits, and this raises
+    KeyboardInterrupt, so a caller with more to do (the demo) does not go on as if training had finished.
     """
     (run / rundir.STOP_REQUEST).unlink(missing_ok=True)
     log_path = run / rundir.LOG
@@ -271,6 +278,8 @@ def attach(run: Path, resume: str | None = None, deepspeed: str | None = None) -
     status = rundir.read_status(run)
     if code != 0:
         raise StudioError(f"run {run.name} failed: {status.get('error') or f'exit code {code}'}", hint=status.get("hint"))
+    if asked:
+        raise KeyboardInterrupt
     return status
 
 

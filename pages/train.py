@@ -25,6 +25,13 @@ STATE_ICON = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": 
               "unreadable": "⚠️"}
 
 
+def _stop_beside_the_page(run_id: str) -> None:
+    try:
+        jobs.stop_run(run_id, 120.0)
+    except StudioError as e:  # no page to show it on: the server log keeps it
+        print(f"stop {run_id}: {e}", flush=True)
+
+
 def _select(run_id: str) -> None:
     st.query_params["run"] = run_id
     state.update(run=run_id)
@@ -73,7 +80,8 @@ c1, c2, c3 = st.columns([1, 1, 4])
 live = status.get("state") in ("queued", "running", "stopping")
 if c1.button(t("train.stop"), key="stop_run", disabled=not live or status.get("state") == "stopping"):
     # stop_run waits for the checkpoint; the page must not, so it runs beside the page
-    threading.Thread(target=jobs.stop_run, args=(run_id, 120.0), daemon=True).start()
+    # (a run of another host gets stop.request only; what went wrong then shows on its board, not here)
+    threading.Thread(target=_stop_beside_the_page, args=(run_id,), daemon=True).start()
     st.toast(t("train.stopping"))
 can_resume = status.get("state") in ("stopped", "failed") and bool(status.get("latest_checkpoint"))
 if c2.button(t("train.resume"), key="resume_run", disabled=not can_resume,
