@@ -22,7 +22,7 @@ from pathlib import Path
 
 TINY_NAME = "tiny"
 # Bumped whenever the shipped base changes, so a workspace's older tiny model is rebuilt.
-TINY_VERSION = "chat-1"
+TINY_VERSION = "chat-2"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_chat"
 BASE_DIR = ASSET_DIR / "base"  # tokenizer.json + model.safetensors (fp16), written by core/tiny_train.py
