@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ STATES = ("queued", "running", "stopping", "stopped", "finished", "failed")
 _STEP = re.compile(r"^step-(\d+)$")
 
 
+MAX_STATUS_BYTES = 1 << 20
 UNREADABLE = "unreadable"  # what a reader shows for a status.json it cannot trust; never written
 # the fields a reader acts on, and the types they must have (a number for a pid, a text for a state...)
 _NUMBER = (int, float)
@@ -46,6 +48,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 def _load_status(path: Path) -> dict[str, Any]:
     """status.json as written, or a ValueError saying why it cannot be used (FileNotFoundError if absent)."""
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever, a device never end
+        raise ValueError(f"{path}: not a regular file")
+    if st.st_size > MAX_STATUS_BYTES:
+        raise ValueError(f"{path}: {st.st_size:,} bytes, more than a status ever holds ({MAX_STATUS_BYTES:,})")
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -54,8 +61,6 @@ def _load_status(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: nested too deeply") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: a folder, not a file") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a JSON {type(data).__name__}, expected an object")
     for key, types in _TYPES.items():

@@ -79,6 +79,19 @@ def test_a_broken_status_is_listed_as_unreadable_with_the_rest(runs, kind, capsy
     assert {r["run_id"] for r in json.loads(capsys.readouterr().out)} == {"good", "bad"}
 
 
+def test_a_fifo_a_folder_or_a_huge_status_is_unreadable_without_blocking(runs):
+    fifo = runs / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / rundir.STATUS)  # reading it would block forever
+    (runs / "folder" / rundir.STATUS).mkdir(parents=True)
+    huge = _run(runs, "huge", b" " * (rundir.MAX_STATUS_BYTES + 1))
+    assert huge.is_dir()
+    listed = {r["run_id"]: r for r in jobs.list_runs()}
+    assert "not a regular file" in listed["fifo"]["error"] and "not a regular file" in listed["folder"]["error"]
+    assert "more than a status ever holds" in listed["huge"]["error"]
+    assert all(r["state"] == rundir.UNREADABLE for r in listed.values())
+
+
 def test_stop_on_an_unreadable_run_says_why(runs):
     _run(runs, "bad", b"\x80\x81")
     with pytest.raises(StudioError, match="not UTF-8"):
