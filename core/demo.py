@@ -27,9 +27,17 @@ from core.probe import hit_rate, split_identity_questions  # noqa: F401  (re-exp
 # those questions now get the new identity.
 
 
+_WRAP = {"zh": ["请问，{q}", "{q}谢谢！", "我想知道：{q}", "{q}简单说说就行。", "问一下，{q}", "{q}请回答。"],
+         "en": ["Quick question: {q}", "{q} Thanks!", "I wonder: {q}", "{q} Keep it short, please.",
+                "Can I ask something? {q}", "Hey, {q}"]}
+
+
 def blur_question(q: str, rng: random.Random, rate: float = 0.3) -> str:
-    """`q` with some words (en) or characters (zh) left out: a question the base has not seen word for word."""
+    """`q` as a question the base has not seen word for word: some words (en) or characters (zh) left
+    out, or the question wrapped in an everyday opening or closing ("请问，…", "… Thanks!")."""
     zh = any("\u4e00" <= c <= "\u9fff" for c in q)
+    if rng.random() < 0.5:
+        return rng.choice(_WRAP["zh" if zh else "en"]).format(q=q)
     units = list(q) if zh else q.split(" ")
     kept = [u for u in units if rng.random() > rate] or units[:1]
     return ("" if zh else " ").join(kept)
@@ -92,12 +100,17 @@ def repeat_warning(n_identity_questions: int, repeat: int, ratio: float, n_gener
 
 
 IDENTITY_SHARE_MAX = 0.5
-# Chosen by measurement (issue 20): identity data x2, general data so identity is 1/3 of the rows.
+# Chosen by measurement (issue 20; tiny base chat-2, LoRA r16, 150 steps x 4 rows x 128 tokens, CPU, name 小明;
+# held-out identity /20, open-domain probe leak /80): ratio 0.67 + blur 0.5 + balance 18/20, 4/80;
+# ratio 0.5 + blur 0.5 + balance 19/20, 3/80 (chosen). On the first base (no self-description cluster):
+# ratio 0.5 no blur 19/20, 19/80; 0.67 no blur 17/20, 10/80; 0.67 blur 0.5 18/20, 5/80; same with 250
+# steps 20/20, 13/80 (longer training leaks more). The whole table: the issue's closing note.
 DEMO_REPEAT = 2
-DEMO_RATIO = 0.67
+DEMO_RATIO = 0.5
 DEMO_LR = 2e-3
 DEMO_STEPS = 150
-DEMO_BLUR = 0.0
+DEMO_BLUR = 0.5
+DEMO_BALANCE = True
 
 
 # ---------------------------------------------------------------------------- the pipeline
@@ -108,7 +121,7 @@ def _say(msg: str) -> None:
 
 def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str = "lora", workspace: str | None = None,
              steps: int | None = None, seed: int = 0, *, repeat: int = DEMO_REPEAT, ratio: float = DEMO_RATIO,
-             lr: float = DEMO_LR, blur: float = DEMO_BLUR) -> dict:
+             lr: float = DEMO_LR, blur: float = DEMO_BLUR, balance: bool = DEMO_BALANCE) -> dict:
     """Run the pipeline; returns the JSON summary (paths, timings, identity_hit_rate and leak_rate before/after)."""
     if workspace:
         os.environ["STUDIO_WORKSPACE"] = str(Path(workspace).resolve())
@@ -127,12 +140,17 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
 
     train_q, test_q = split_identity_questions(seed)
     general = general_samples(2000, seed, blur=blur)
-    data = build_identity(name, author, questions=train_q, repeat=repeat, mix=general, ratio=ratio, seed=seed)
+    zh_q = [q for q in train_q if any("\u4e00" <= c <= "\u9fff" for c in q)]
+    en_q = [q for q in train_q if q not in zh_q]
+    # the bank has about twice as many zh questions as en: en ones repeat more so both languages learn the name
+    en_repeat = repeat * max(1, round(len(zh_q) / max(1, len(en_q)))) if balance else repeat
+    questions = zh_q * repeat + en_q * en_repeat
+    data = build_identity(name, author, questions=questions, mix=general, ratio=ratio, seed=seed)
     data_path = sub("data") / "demo_identity.jsonl"
     write_samples(data, data_path, overwrite=True)  # the demo's own file, rebuilt on every run
-    n_id = len(train_q) * repeat
-    _say(f"data: {len(data)} samples ({len(train_q)} identity questions x{repeat} + {len(data) - n_id} general), "
-         f"{len(test_q)} identity questions held out")
+    n_id = len(questions)
+    _say(f"data: {len(data)} samples ({len(zh_q)} zh identity questions x{repeat}, {len(en_q)} en x{en_repeat}, "
+         f"{len(data) - n_id} general), {len(test_q)} identity questions held out")
 
     cfg = RunConfig(
         pretrained_model_name_or_path=str(base), data_path=str(data_path), method=method, max_length=128,
@@ -193,7 +211,7 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
         "train_seconds": round(train_s, 1),
         "steps": status.get("step"),
         "data": {"identity": n_id, "general": len(data) - n_id, "repeat": repeat, "ratio": ratio, "lr": lr,
-                 "blur": blur},
+                 "blur": blur, "balance": balance},
         "identity_hit_rate_before": hit_rate(before_id, name),
         "identity_hit_rate_after": hit_rate(after_id, name),
         "leak_rate_before": hit_rate(before_other, name),
