@@ -37,6 +37,11 @@ def test_demo_learns_identity_without_leaking(demo_summary):
     assert s["identity_hit_rate_before"] == 0 and s["leak_rate_before"] == 0
     assert s["identity_hit_rate"] >= 0.8, s["examples"]
     assert s["leak_rate"] <= 0.2, s["examples"]
+    # issue 20: leak measured on the open-domain probe set; readable before/after examples (1 identity, 2 other)
+    assert s["identity_hit_rate_after"] == s["identity_hit_rate"] and s["leak_rate_after"] == s["leak_rate"]
+    assert s["probe"]["open_domain_prompts"] >= 60 and s["probe"]["identity_questions"] == 20
+    assert len(s["examples"]) == 3 and "小天" in s["examples"][0]["after"]
+    assert all(e["before"] and e["after"] and "\ufffd" not in e["before"] + e["after"] for e in s["examples"])
     assert s["merge_check"]["identical"] and s["merge_check"]["compared"] >= 10
     for key in ("base_model", "adapter", "merged"):
         assert Path(s[key]).is_dir()
