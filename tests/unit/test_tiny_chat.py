@@ -23,7 +23,7 @@ def test_instruction_set_is_broad_and_nameless():
     assert len({q[:2] for q, _ in zh}) >= 100 and len({q.split()[0] for q, _ in en}) >= 25
     for q, a in zh + en + self_:
         assert a.strip() and "\ufffd" not in a
-        assert not re.search(r"我是.{1,10}，由|I am \w+, an AI assistant built by", a), (q, a)
+        assert not re.search(r"打造的智能助手|an AI assistant built by", a), (q, a)  # no identity's core phrase
     # the generic self-descriptions mostly say "AI assistant" (never a name, checked above)
     assert sum("AI" in a for _, a in self_) >= len(self_) // 2
 
