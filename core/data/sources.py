@@ -350,12 +350,15 @@ def _read_jsonl(path: str, stats: dict | None = None) -> Iterator[tuple[int, Any
         while True:
             chunk = f.read(_CHUNK)
             if chunk:
-                lines = (rest + chunk if rest else chunk).split(b"\n")
+                buf = rest + chunk if rest else chunk
+                lines = buf.split(b"\n")
                 rest = lines.pop()
             else:
                 if not rest:
                     return
-                lines, rest = [rest], b""
+                buf, lines, rest = rest, [rest], b""
+            # one regex pass per block: most blocks hold no \uD800-\uDFFF escape, so no line needs one
+            maybe_lone = lone(buf) is not None
             for line in lines:
                 n += 1
                 start = offset
@@ -375,7 +378,7 @@ def _read_jsonl(path: str, stats: dict | None = None) -> Iterator[tuple[int, Any
                         raise json.JSONDecodeError("Expecting value", text, e.value) from None
                     if end != len(text):
                         raise json.JSONDecodeError("Extra data", text, end)
-                    if _opens_over(raw, deep) or lone(raw):
+                    if _opens_over(raw, deep) or maybe_lone and lone(raw):
                         _check_value(path, n, text, rec)
                 except (ValueError, RecursionError, DataError) as e:  # decode and JSON errors are ValueErrors
                     start += len(line) - len(line.lstrip())
