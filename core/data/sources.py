@@ -340,9 +340,9 @@ def _check_value(path: str, line: int, text: str, val: Any) -> None:
 
 
 def _read_jsonl(path: str, stats: dict | None = None) -> Iterator[tuple[int, Any]]:
-    # The hot loop: 1 MB reads split into lines (no readline per row), the C scanner called directly,
-    # and the checks that cost a scan of the line run only when cheap byte tests say they could
-    # matter, so 100,000 rows read as fast as the old readline + json.loads loop.
+    # The hot loop: 1 MB reads split into lines (no readline per row) and the C scanner called
+    # directly pay back most of what the bounds cost (a bracket count per line, a surrogate regex per
+    # block): 20,000 chat rows take 955M instructions against the old readline + json.loads loop's 818M.
     scan, deep, lone = _SCAN, MAX_DEPTH, _LONE_ESCAPE.search
     n = offset = 0
     rest = b""
