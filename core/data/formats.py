@@ -22,8 +22,9 @@ stats["ignored"] ({"label": 8, "messages[].name": 3}); a field that changes what
     n = write_samples(read_samples("alpaca_zh_demo.json"), "out.jsonl")       # -> canonical
     python -m studio data convert alpaca_zh_demo.json -o out.jsonl             # the same, CLI
 
-Files are JSON arrays or JSON lines, told apart by content, not by name; a UTF-8 BOM and CRLF line
-ends are accepted. JSON lines stream (constant memory); a JSON array is read whole.
+Records come from core/data/sources.py, which reads every container (JSON lines / arrays / wrappers /
+one object, .gz, CSV/TSV, Parquet, Arrow, plain text, save_to_disk and local Hugging Face dataset
+folders), told apart by content, not by name; a dataset folder names its media from its own root.
 """
 
 from __future__ import annotations
@@ -243,7 +244,9 @@ class _Ctx:
     def __init__(self, path: str, image_folder: str | None, check_images: bool, media_dir: str | None = None,
                  take: str | None = None, speakers: dict[str, str] | None = None):
         self.path = path
-        self.base = Path(image_folder) if image_folder else Path(path).resolve().parent
+        # A dataset folder (save_to_disk, a Hugging Face dataset) names its media from its own root.
+        src = Path(path).resolve()
+        self.base = Path(image_folder) if image_folder else src if src.is_dir() else src.parent
         self.check_images = check_images
         self.media_dir = media_dir
         self.take = take
@@ -411,6 +414,12 @@ def _parts(c: list, ctx: _Ctx, f: str, media: dict[str, list], msg: dict) -> str
         elif kind in _PART_MEDIA:
             key = _PART_MEDIA[kind]
             v = part.get(kind, part.get("value", part.get("path", part.get("url", part.get("image_url")))))
+            if v is None and kind in ("image", "video", "audio"):
+                # Hugging Face / TRL datasets: {"type": "image", "index": 0} only marks where the sample-level
+                # images go (LLaMA-Factory's mllm_example_dataset); the media come from the sample's list.
+                pieces.append(MEDIA_TOKENS[key])
+                ctx.rest(part, {"type", kind, "index", "text", "value", "path", "url", "image_url"}, pf0)
+                continue
             extra: Iterable[str] = ()
             if isinstance(v, dict) and not (set(v) <= {"bytes", "path"}):
                 extra = [k for k in v if k != "url"]

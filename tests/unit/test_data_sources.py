@@ -523,3 +523,21 @@ def test_100k_rows_read_fast_and_parquet_no_slower(tmp_path):
     t_jsonl, t_parquet = cpu(jl), cpu(pqf)
     assert t_jsonl < 5.0, t_jsonl
     assert t_parquet <= t_jsonl * 1.2, (t_parquet, t_jsonl)
+
+
+def test_real_hf_folder_converts_with_its_index_image_parts(tmp_path):
+    """LLaMA-Factory's mllm_example_dataset marks images as {"type": "image", "index": 0} parts and keeps the
+    paths in the sample's images column, relative to the dataset folder; every row converts, none refused."""
+    from core.data.formats import read_samples
+
+    with pytest.raises(DataError) as e:  # the folder ships no images: the error looks in the dataset's root
+        list(read_samples(HF_FOLDER))
+    assert "data/images/1.jpg" in str(e.value) and f"looked in {HF_FOLDER.resolve()}" in str(e.value)
+    stats: dict = {}
+    samples = list(read_samples(HF_FOLDER, check_images=False, stats=stats, strict=False))
+    assert len(samples) == 3 and not stats.get("errors")
+    first = samples[0]
+    assert first["messages"][0]["content"] == "Who are they?<image>"
+    assert first["images"] == [str(HF_FOLDER.resolve() / "data" / "images" / "1.jpg")]
+    assert first["messages"][1]["content"] == "They're Kane and Gretzka from Bayern Munich."
+    assert not any("index" in k for k in stats.get("ignored", {}))
