@@ -125,6 +125,8 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
     """Run the pipeline; returns the JSON summary (paths, timings, identity_hit_rate and leak_rate before/after)."""
     if workspace:
         os.environ["STUDIO_WORKSPACE"] = str(Path(workspace).resolve())
+    import torch
+
     from core import jobs, rundir
     from core.chat import load_chat_model
     from core.config import RunConfig, save_config
@@ -134,6 +136,11 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
     from core.tiny import ensure_tiny
     from core.workspace import sub
 
+    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        # The tiny model's matrices are too small for a second thread to pay off, and on a busy 2-core box
+        # OpenMP's spinning threads made each step ~10x slower (issue 20): one thread here and in the trainer.
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
     t0 = time.time()
     base = ensure_tiny()
     _say(f"tiny model: {base}")
