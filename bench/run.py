@@ -44,7 +44,7 @@ SHAPES = {
                            tie_word_embeddings=False),
     # CPU smoke of the bench code itself (tests); figures from it mean nothing
     "tiny": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, vocab_size=1024, rope_theta=1e4,
+                 num_attention_heads=4, num_key_value_heads=2, vocab_size=4096, rope_theta=1e4,
                  tie_word_embeddings=False),
     "qwen1_5b": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                      num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, rope_theta=1e6,
@@ -159,7 +159,7 @@ def model_folder(shape: str, root: Path) -> Path:
             model.float()
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp, max_shard_size="5GB")
-    build_tokenizer().save_pretrained(tmp)  # ids < 1024 are valid in every shape
+    build_tokenizer().save_pretrained(tmp)  # its 4,096 ids are valid in every shape
     os.replace(tmp, out)
     log(f"built random {shape} ({sum(p.numel() for p in model.parameters()) / 1e9:.2f}B) in {time.time() - t:.0f}s")
     del model

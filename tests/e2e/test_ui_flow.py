@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -73,7 +74,8 @@ def test_identity_config_train_board_chat_merge(tiny_model, tmp_path, monkeypatc
     assert loss not in ("–", "") and float(loss) > 0
     assert at.table, "the run list and the evaluation grid are tables"
     grid = at.table[-1].value
-    assert list(grid.index) == [0, 5, 10] and grid.shape[1] == 3  # three evaluation_inputs
+    n_inputs = len(yaml.safe_load(cfg.read_text())["evaluation_inputs"])  # identity and everyday prompts
+    assert list(grid.index) == [0, 5, 10] and grid.shape[1] == n_inputs == 4
 
     # ---- chat A/B: base on the left, the final adapter on the right, one prompt, answers on both sides
     at = page("chat").run()
