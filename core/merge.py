@@ -6,7 +6,7 @@ token for token with base+adapter on the run's evaluation prompts. Safe to re-ru
 written to a temp folder and renamed into place (core.fsio.output_dir): a folder that is not an
 earlier merge output is refused unless overwrite=True (--overwrite), and the base, the adapter, their
 parents, the workspace and run folders never. No Python code from a model folder runs unless
-trust_remote_code=True (--trust-remote-code).
+the user turns trust_remote_code on (--trust-remote-code).
 
     python -m studio merge tiny workspace/runs/<id>/adapter workspace/merged/my-model
 """

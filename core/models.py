@@ -4,7 +4,7 @@ Downloads go into workspace/models/<name> with resume (both hubs' snapshot_downl
 partial files); HF_ENDPOINT mirrors are honoured by huggingface_hub itself. InternLM2 folders,
 whose remote code targets transformers 4.x, are converted once to the native Llama layout.
 
-No Python file shipped in a model folder runs unless the caller passes trust_remote_code=True
+No Python file shipped in a model folder runs unless the user turns trust_remote_code on
 (`--trust-remote-code`): check_remote_code refuses, in one line, a folder that cannot load without
 its own code. A download goes into a temp sibling (resumable) and is renamed into place when
 complete, with a record of what was fetched (core.fsio.OUTPUT_MARKER: the Hub id publish uses).
