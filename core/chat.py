@@ -48,12 +48,9 @@ def adapter_folder(path: str | Path) -> Path:
 
 def _check_adapter_config(path: Path) -> None:
     # PEFT would fail deep inside with a raw JSONDecodeError; name the file instead
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        where = f":{e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise StudioError(f"{path}{where}: not valid JSON ({type(e).__name__})",
-                          hint="the adapter is damaged or half-written: use another checkpoint") from None
+    from core.fsio import load_json
+
+    cfg = load_json(path, hint="the adapter is damaged or half-written: use another checkpoint")
     if not isinstance(cfg, dict):
         raise StudioError(f"{path}: an adapter config is a JSON object, this is a {type(cfg).__name__}",
                           hint="the adapter is damaged: use another checkpoint")

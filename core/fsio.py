@@ -93,6 +93,25 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return default
 
 
+def load_json(path: str | os.PathLike, hint: str | None = None) -> Any:
+    """A JSON file that must be whole (a model's config.json, an adapter's adapter_config.json): every way
+    it can be broken is a one-line StudioError naming the file (and the line, when JSON says)."""
+    from core.errors import StudioError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise StudioError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint=hint) from None
+    except UnicodeDecodeError as e:
+        raise StudioError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})", hint=hint) from None
+    except RecursionError:
+        raise StudioError(f"{path}: nested too deeply to be a config", hint=hint) from None
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise StudioError(f"{path}: not a config ({str(e).split(';')[0]})", hint=hint) from None
+    except OSError as e:
+        raise StudioError(f"{path}: cannot be read ({e.strerror or e})", hint=hint) from None
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield parsed rows of a JSON-lines file a writer may still be appending to.
 

@@ -41,21 +41,11 @@ def model_type_of(folder: str | os.PathLike) -> str:
 
 def read_model_config(folder: str | os.PathLike) -> dict:
     """config.json of a model folder as a dict; a StudioError naming the file when it is not one."""
+    from core.fsio import load_json
+
     path = Path(folder) / "config.json"
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise StudioError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
-                          hint="the file is damaged: copy config.json again from the model's source") from None
-    except json.JSONDecodeError as e:
-        raise StudioError(f"{path}:{e.lineno}: not valid JSON ({e.msg})",
-                          hint="the file is damaged or half-written: copy config.json again from the model's "
-                               "source (or download the model again)") from None
-    except RecursionError:
-        raise StudioError(f"{path}: nested too deeply to be a model config",
-                          hint="copy config.json again from the model's source") from None
-    except OSError as e:
-        raise StudioError(f"{path}: cannot read it ({e.strerror})", hint="check the file's permissions") from None
+    cfg = load_json(path, hint="the file is damaged or half-written: copy config.json again from the model's "
+                               "source (or download the model again)")
     if not isinstance(cfg, dict):
         raise StudioError(f"{path}: a model config is a JSON object, this is a {type(cfg).__name__}",
                           hint="copy config.json again from the model's source")

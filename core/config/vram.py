@@ -10,13 +10,13 @@ slack that nvidia-smi shows on top. Every term is in FORMULA so a user can check
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from core.config.schema import RunConfig
 from core.errors import StudioError
+from core.fsio import load_json
 
 GIB = 1024**3
 
@@ -111,23 +111,6 @@ def shape_from_config_json(cfg: dict[str, Any]) -> dict[str, Any]:
     return shape
 
 
-def _read_config_json(path: Path) -> Any:
-    """config.json as JSON; a broken file is a one-line error naming it (and the line, when JSON says)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise StudioError(f"{path}:{e.lineno}: not valid JSON ({e.msg})",
-                          "re-download the model folder or fix the file") from None
-    except UnicodeDecodeError as e:
-        raise StudioError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
-                          "re-download the model folder or fix the file") from None
-    except (ValueError, RecursionError) as e:  # a 5,000-digit number; nesting deeper than Python's stack
-        why = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(";")[0]
-        raise StudioError(f"{path}: not a model config ({why})", "re-download the model folder") from None
-    except OSError as e:
-        raise StudioError(f"{path}: cannot be read ({e.strerror or e})") from None
-
-
 def model_shape(model: str) -> dict[str, Any]:
     """Shape of a local folder (its config.json) or of a known hub id; the source is in shape['source']."""
     if model == "tiny":
@@ -137,7 +120,7 @@ def model_shape(model: str) -> dict[str, Any]:
             model = str(folder)
     p = Path(model).expanduser()
     if (p / "config.json").is_file():
-        cfg = _read_config_json(p / "config.json")
+        cfg = load_json(p / "config.json", hint="re-download the model folder or fix the file")
         try:
             shape = shape_from_config_json(cfg)
         except StudioError as e:  # name the file, not just "config.json"
