@@ -127,12 +127,7 @@ def holder_gone(info: dict) -> bool:
         return False
     now = rundir.process_identity(pid)
     if not now:
-        return Path("/proc").is_dir()  # no such process (without /proc we cannot tell: wait)
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return True  # ended, not yet reaped
-    except (OSError, IndexError):
-        pass
+        return Path("/proc").is_dir()  # no such process, or ended (without /proc we cannot tell: wait)
     started = info.get("proc_start")
     return bool(started) and now["proc_start"] != started
 

@@ -121,13 +121,17 @@ def _boot_id() -> str:
 
 
 def process_identity(pid: int) -> dict[str, str]:
-    """{"proc_start": boot id + start time, "proc_cmd": command line} of a live process; {} when unknown."""
+    """{"proc_start": boot id + start time, "proc_cmd": command line} of a live process; {} when unknown
+    or ended (a zombie, not yet reaped)."""
     try:
         stat = Path(f"/proc/{int(pid)}/stat").read_text()
         cmd = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
     except (OSError, ValueError):
         return {}
-    start = stat.rsplit(")", 1)[1].split()[19]  # field 22, starttime; the list starts at field 3
+    fields = stat.rsplit(")", 1)[1].split()  # from field 3 (state) on: the name before may hold spaces
+    if fields[0] == "Z":
+        return {}
+    start = fields[19]  # field 22, starttime
     return {"proc_start": f"{_boot_id()}:{start}",
             "proc_cmd": shlex.join(a.decode("utf-8", "replace") for a in cmd.split(b"\0") if a)}
 
