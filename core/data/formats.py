@@ -36,7 +36,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.errors import DataError
+from core.data import sources
+from core.errors import DataError, StudioError
 from core.fsio import atomic_write_rows
 
 # fmt name -> what it reads. "canonical" is "openai" (our own files).
@@ -80,19 +81,9 @@ _IMG_CONTEXT = "<IMG_CONTEXT>"  # XTuner's InternVL-style image token
 # ---------------------------------------------------------------------------- raw records
 
 
-def _decode_line(raw: bytes, path: str, line: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, line, None, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
-                        "re-save the file as UTF-8, e.g. iconv -f GBK -t UTF-8 in.json > out.json") from None
-
-
 def _sniff(path: str) -> str:
     """'jsonl' for JSON lines (also gzip-compressed), 'json' for every other container (the JSON
     document, CSV, Parquet, text, dataset folders): what a writer keeping the container needs."""
-    from core.data import sources
-
     return "jsonl" if sources.detect_container(path) == "jsonl" else "json"
 
 
@@ -107,25 +98,7 @@ def iter_records(path: str | os.PathLike, stats: dict | None = None, *,
     do not parse are recorded in stats["errors"] and skipped instead (validation wants every
     problem, not the first); stats also gets "container" and "container_note".
     """
-    from core.data import sources
-
     return sources.iter_records(path, stats, container=container)
-
-
-def _iter_jsonl(path: str, stats: dict | None) -> Iterator[tuple[int, Any]]:
-    from core.data import sources
-
-    return sources._read_jsonl(path, stats)
-
-
-def _iter_json_array(path: str) -> Iterator[tuple[int, Any]]:
-    from core.data import sources
-
-    return sources._read_json(path)
-
-
-def _looks_like_sample(rec: dict) -> bool:
-    return any(k in rec for k in ("messages", "conversation", "conversations", "instruction", "text"))
 
 
 # ---------------------------------------------------------------------------- detection
@@ -274,11 +247,8 @@ class _Ctx:
                 if not self.media_dir:
                     raise self.err(field, f"{kind} stored as bytes but no folder to extract it to",
                                    "convert it with studio data convert (the media go beside the output)")
-                from core.data.sources import store_media_bytes
-                from core.errors import StudioError
-
                 try:
-                    return store_media_bytes(p, Path(self.media_dir))
+                    return sources.store_media_bytes(p, Path(self.media_dir))
                 except StudioError as e:
                     raise self.err(field, e.args[0] if e.args else str(e)) from None
             p = p.get("path")
