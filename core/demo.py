@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.probe import hit_rate, split_identity_questions  # noqa: F401  (re-exported: older callers import them here)
+from core.probe import hit_rate, split_identity_questions
 
 # ---------------------------------------------------------------------------- general data
 # The general half of the identity data: pairs of the project's own zh/en instruction set
