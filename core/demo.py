@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.probe import hit_rate, split_identity_questions
+from core.probe import answers, hit_rate, probe_prompts, split_identity_questions
 
 # ---------------------------------------------------------------------------- general data
 # The general half of the identity data: pairs of the project's own zh/en instruction set
@@ -66,8 +66,6 @@ def general_samples(n: int, seed: int = 0, blur: float = 0.0) -> list[dict]:
 
 def unrelated_prompts(n: int = 10, seed: int = 1) -> list[str]:
     """`n` open-domain probe prompts (half zh, half en), drawn with `seed`: see core.probe."""
-    from core.probe import probe_prompts
-
     rng = random.Random(seed)
     zh, en = probe_prompts("zh"), probe_prompts("en")
     return rng.sample(zh, min(len(zh), (n + 1) // 2)) + rng.sample(en, min(len(en), n // 2))
@@ -132,7 +130,6 @@ def run_demo(name: str = "小天", author: str = "Fine-Tune Studio", method: str
     from core.config import RunConfig, save_config
     from core.data import build_identity, write_samples
     from core.merge import merge_adapter
-    from core.probe import answers, probe_prompts
     from core.tiny import ensure_tiny
     from core.workspace import sub
 
