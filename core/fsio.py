@@ -184,7 +184,9 @@ def check_output_dir(target: str | os.PathLike, *, kind: str, overwrite: bool = 
     with contextlib.suppress(OSError):
         cwd = Path.cwd().resolve()
         protected += [(cwd, "the current folder")] + [(p, "a parent of the current folder") for p in cwd.parents]
-    ws = Path(os.environ.get("STUDIO_WORKSPACE", "workspace")).expanduser().resolve()
+    from core.workspace import workspace_path
+
+    ws = workspace_path()  # not workspace_root(): checking a target must not create the workspace
     protected += [(ws, "the workspace root")] + [(p, "a parent of the workspace") for p in ws.parents]
     protected += [(ws / d, f"the workspace's {d}/ folder") for d in ("runs", "models", "merged", "data",
                                                                       "configs", "publish")]

@@ -12,8 +12,13 @@ import re
 from pathlib import Path
 
 
+def workspace_path() -> Path:
+    """Where the workspace is (STUDIO_WORKSPACE, default ./workspace), without creating it."""
+    return Path(os.environ.get("STUDIO_WORKSPACE", "workspace")).expanduser().resolve()
+
+
 def workspace_root() -> Path:
-    root = Path(os.environ.get("STUDIO_WORKSPACE", "workspace")).expanduser().resolve()
+    root = workspace_path()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
